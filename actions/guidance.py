@@ -1,0 +1,90 @@
+"""Parent guidance from data/guidance/: one YAML file per topic, validated once and kept in memory."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+GUIDANCE_DIR = Path(__file__).resolve().parent.parent / "data" / "guidance"
+ROUTES_FILE = Path(__file__).with_name("topic_routes.yml")
+
+
+class Sections(BaseModel):
+    """The headings printed before each part, and the bullet for list items."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    what_is_happening: str
+    this_week: str
+    avoid: str
+    get_help: str
+    bullet: str = "· "
+
+
+class Guidance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    intent: str
+    title: str
+    what_is_happening: str
+    this_week: list[str] = Field(min_length=1)
+    avoid: list[str] = Field(min_length=1)
+    get_help: str
+    reviewed_by: str | None = None
+
+    def messages(self, sections: Sections) -> list[str]:
+        """What a parent reads, in order: what is going on, this week, what to avoid, when to get help."""
+        bullets = lambda items: "\n".join(f"{sections.bullet}{item}" for item in items)  # noqa: E731
+        return [
+            f"【{self.title}】\n{sections.what_is_happening}{self.what_is_happening}",
+            f"{sections.this_week}\n{bullets(self.this_week)}",
+            f"{sections.avoid}\n{bullets(self.avoid)}",
+            f"{sections.get_help}{self.get_help}",
+        ]
+
+
+class TopicRoutes(BaseModel):
+    """Which guidance topic answers a parent who uses a student's words (see topic_routes.yml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    parent_topic_for_student_intent: dict[str, str]
+
+
+@cache
+def sections() -> Sections:
+    return Sections.model_validate(yaml.safe_load((GUIDANCE_DIR / "_sections.yml").read_text(encoding="utf-8")))
+
+
+@cache
+def all_guidance() -> dict[str, Guidance]:
+    """Every topic file, by topic. A file that does not validate stops the action server at start."""
+    topics = {}
+    for path in sorted(GUIDANCE_DIR.glob("*.yml")):
+        if path.name.startswith("_"):
+            continue
+        guidance = Guidance.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        if guidance.topic != path.stem:
+            raise ValueError(f"{path.name}: topic {guidance.topic!r} does not match the file name")
+        topics[guidance.topic] = guidance
+    return topics
+
+
+@cache
+def routes() -> TopicRoutes:
+    return TopicRoutes.model_validate(yaml.safe_load(ROUTES_FILE.read_text(encoding="utf-8")))
+
+
+def guidance_for(intent: str, audience: str | None) -> Guidance | None:
+    """The guidance that answers this intent for this audience, or None when a student reply fits."""
+    by_intent = {g.intent: g for g in all_guidance().values()}
+    if intent in by_intent:
+        return by_intent[intent]
+    if audience == "parent":
+        topic = routes().parent_topic_for_student_intent.get(intent)
+        return all_guidance().get(topic) if topic else None
+    return None

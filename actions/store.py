@@ -1,0 +1,42 @@
+"""The action server's handle on the store of record, opened on first use, never at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from records import audit
+from records.db import create_engine, session_factory
+from records.settings import default_database_url
+
+log = logging.getLogger(__name__)
+
+_sessions: async_sessionmaker[AsyncSession] | None = None
+
+
+def use_database(url: str) -> async_sessionmaker[AsyncSession]:
+    """Points the actions at a database; tests call it with their own."""
+    global _sessions
+    _sessions = session_factory(create_engine(url))
+    return _sessions
+
+
+def _factory() -> async_sessionmaker[AsyncSession]:
+    return _sessions or use_database(os.environ.get("XINQIAO_DATABASE_URL") or default_database_url())
+
+
+async def record_handoff(conversation_id: str, reason: str) -> bool:
+    """Records that a person asked for, or needs, a human. False when the store could not be reached:
+    the user is answered all the same, and the failure is logged without personal data."""
+    try:
+        async with _factory()() as session:
+            audit.append(
+                session, actor="action_server", action="handoff_requested", subject=conversation_id, reason=reason
+            )
+            await session.commit()
+    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
+        log.exception("could not record a hand-off request (reason %s)", reason)
+        return False
+    return True

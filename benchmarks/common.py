@@ -1,0 +1,71 @@
+"""What the benchmarks share: a stack of their own on free loopback ports, percentiles, and tables."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from integrations.launcher import ROOT, Stack, StackConfig, running
+from records.migrate import upgrade
+
+HELD_OUT = ROOT / "benchmarks" / "data" / "nlu_heldout.yml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def benchmark_stack(tracker: str = "sqlite") -> Iterator[Stack]:
+    """A fresh stack with its own databases in a temporary folder, so runs do not disturb `make run`."""
+    with tempfile.TemporaryDirectory(prefix="xinqiao-bench-") as work:
+        folder = Path(work)
+        config = StackConfig(
+            gateway_port=free_port(),
+            engine_port=free_port(),
+            actions_port=free_port(),
+            database_url=f"sqlite+aiosqlite:///{folder / 'xinqiao.db'}",
+            tracker_url=f"sqlite:///{folder / 'tracker.db'}",
+            rasa_token=uuid.uuid4().hex,
+            session_secret=uuid.uuid4().hex,
+            log_dir=folder / "logs",
+            extra_env={"XINQIAO_RETRY_INTERVAL_SECONDS": "3600"},
+        )
+        upgrade(config.database_url)
+        with running(config, timeout=300) as stack:
+            yield stack
+
+
+def held_out() -> list[tuple[str, str]]:
+    """(text, intent) pairs; retrieval intents keep their full name, e.g. faq/cost."""
+    pairs = []
+    for block in yaml.safe_load(HELD_OUT.read_text(encoding="utf-8"))["nlu"]:
+        for line in block["examples"].splitlines():
+            if line.strip().startswith("- "):
+                pairs.append((line.strip()[2:].strip(), block["intent"]))
+    return pairs
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100
+    low, high = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table, so the output can go straight into the README."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = lambda row: "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])

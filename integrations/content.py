@@ -1,0 +1,40 @@
+"""The texts the gateway shows users, loaded from data/content/gateway.yml (never written in Python)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from triage_protocols.directory import hotline_list
+
+CONTENT_FILE = Path(__file__).resolve().parent.parent / "data" / "content" / "gateway.yml"
+
+
+class ErrorTexts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    empty: str
+    too_long: str
+    bad_request: str
+    bad_session: str
+
+
+class GatewayTexts(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failsafe: str
+    errors: ErrorTexts
+
+
+@cache
+def gateway_texts() -> GatewayTexts:
+    return GatewayTexts.model_validate(yaml.safe_load(CONTENT_FILE.read_text(encoding="utf-8")))
+
+
+@cache
+def failsafe_text() -> str:
+    """What a user reads when the engine cannot answer: always with the hotline numbers."""
+    return gateway_texts().failsafe.format(hotline_list=hotline_list())

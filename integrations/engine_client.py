@@ -1,0 +1,81 @@
+"""The gateway's client for the dialogue engine (Rasa's REST channel and HTTP API) and the action server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine did not answer in time, answered with an error, or answered with nothing at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class BotReply:
+    text: str
+    buttons: list[dict[str, str]] = field(default_factory=list)
+
+    def payload(self) -> dict[str, Any] | None:
+        return {"buttons": self.buttons} if self.buttons else None
+
+
+def parse_replies(body: Any) -> list[BotReply]:
+    """Rasa's REST channel answers with a list of message dicts; only text and buttons are shown."""
+    if not isinstance(body, list):
+        raise EngineUnavailable("unexpected reply shape")
+    replies: list[BotReply] = []
+    for item in body:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            continue
+        buttons = [
+            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+            for b in item.get("buttons") or []
+            if isinstance(b, dict)
+        ]
+        replies.append(BotReply(text=item["text"], buttons=buttons))
+    return replies
+
+
+class RasaClient:
+    """Talks to one Rasa server. The HTTP client is made by the caller, once, in a server listener."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, token: str, timeout: float) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
+        """One user turn. An empty answer counts as a failure: every turn of ours has a reply."""
+        try:
+            response = await self._http.post(
+                f"{self._base}/webhooks/rest/webhook",
+                json={"sender": sender_id, "message": text, "metadata": metadata},
+                timeout=self._timeout,
+            )
+            response.raise_for_status()
+            replies = parse_replies(response.json())
+        except (httpx.HTTPError, ValueError) as error:
+            raise EngineUnavailable(type(error).__name__) from error
+        if not replies:
+            raise EngineUnavailable("empty reply")
+        return replies
+
+    async def status(self) -> dict[str, Any]:
+        """Rasa's /status (behind the token): which model is loaded."""
+        response = await self._http.get(
+            f"{self._base}/status", params={"token": self._token}, timeout=self._timeout
+        )
+        response.raise_for_status()
+        return response.json()
+
+
+async def probe(http: httpx.AsyncClient, url: str, timeout: float = 2.0) -> bool:
+    """True when the URL answers 200 within the timeout."""
+    try:
+        response = await http.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

@@ -1,0 +1,1 @@
+"""The gateway process: channel adapters, the switchboard and background workers in one Sanic app."""

@@ -1,0 +1,32 @@
+"""/healthz: one line per dependency, 200 only when all of them answer."""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import JSONResponse, json
+from sqlalchemy import text
+
+from integrations.engine_client import probe
+
+health = Blueprint("health")
+
+
+@health.get("/healthz")
+async def healthz(request: Request) -> JSONResponse:
+    app = request.app
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        async with app.ctx.sessions() as session:
+            await session.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True, "backend": app.ctx.db.dialect.name}
+    except Exception as error:  # noqa: BLE001 - health reports, it does not raise
+        checks["database"] = {"ok": False, "error": type(error).__name__}
+    try:
+        status = await app.ctx.rasa.status()
+        checks["engine"] = {"ok": bool(status.get("model_id")), "model": status.get("model_id")}  # a model is loaded
+    except Exception as error:  # noqa: BLE001
+        checks["engine"] = {"ok": False, "error": type(error).__name__}
+    actions_ok = await app.ctx.monitor.check()
+    checks["action_server"] = {"ok": actions_ok}
+    healthy = all(check["ok"] for check in checks.values())
+    return json({"ok": healthy, "checks": checks}, status=200 if healthy else 503)

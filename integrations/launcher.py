@@ -1,0 +1,273 @@
+"""Starts the three processes of one Xinqiao machine, waits until each answers, and stops them together.
+
+`make run` uses it (`python -m integrations.launcher`), and so do the end-to-end tests and the
+benchmarks, so that what is tested is what a user runs:
+
+- engine: Rasa 3.6 in .venv-engine (REST channel and HTTP API with a token, loopback only);
+- action server: rasa-sdk in .venv, bound to loopback through SANIC_HOST;
+- gateway: the Sanic app in .venv, serving the web chat.
+
+Each process gets its own process group, so Ctrl-C reaches the launcher alone and the launcher stops
+the gateway first (no new messages), then the engine, then the action server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from records.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRETS_FILE = ROOT / "var" / "secrets.env"
+SECRET_NAMES = ("XINQIAO_RASA_TOKEN", "XINQIAO_SESSION_SECRET")
+
+
+class StackFailed(RuntimeError):
+    """A process exited or did not become ready; the message carries the end of its log."""
+
+
+@dataclass
+class StackConfig:
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    engine_port: int = 5005
+    actions_port: int = 5055
+    database_url: str = f"sqlite+aiosqlite:///{ROOT / 'var' / 'xinqiao.db'}"
+    tracker_url: str = f"sqlite:///{ROOT / 'var' / 'tracker.db'}"
+    engine_endpoints: Path = ROOT / "bot" / "endpoints.yml"
+    models: Path = ROOT / "bot" / "models"
+    rasa_token: str = ""
+    session_secret: str = ""
+    log_dir: Path | None = None  # None: the processes write to this terminal
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.gateway_port}"
+
+    @property
+    def engine_url(self) -> str:
+        return f"http://{self.host}:{self.engine_port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://{self.host}:{self.actions_port}"
+
+    @classmethod
+    def from_environment(cls) -> StackConfig:
+        env = os.environ
+        config = cls(
+            host=env.get("XINQIAO_HOST", "127.0.0.1"),
+            gateway_port=int(env.get("XINQIAO_GATEWAY_PORT", "8000")),
+            engine_port=int(env.get("XINQIAO_ENGINE_PORT", "5005")),
+            actions_port=int(env.get("XINQIAO_ACTIONS_PORT", "5055")),
+            rasa_token=env.get("XINQIAO_RASA_TOKEN", ""),
+            session_secret=env.get("XINQIAO_SESSION_SECRET", ""),
+        )
+        if "XINQIAO_DATABASE_URL" in env:
+            config.database_url = env["XINQIAO_DATABASE_URL"]
+        if "XINQIAO_TRACKER_URL" in env:
+            config.tracker_url = env["XINQIAO_TRACKER_URL"]
+        if "XINQIAO_ENGINE_ENDPOINTS" in env:
+            config.engine_endpoints = Path(env["XINQIAO_ENGINE_ENDPOINTS"])
+        return config
+
+
+def local_secrets() -> dict[str, str]:
+    """Secrets for a machine that has none in its environment: made once, kept in var/ (mode 0600),
+    never committed. A deployment sets XINQIAO_RASA_TOKEN and XINQIAO_SESSION_SECRET itself."""
+    values: dict[str, str] = {}
+    if SECRETS_FILE.exists():
+        for line in SECRETS_FILE.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in SECRET_NAMES and value:
+                values[name] = value
+    missing = [name for name in SECRET_NAMES if name not in values]
+    if missing:
+        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        SECRETS_FILE.touch(mode=0o600)
+        SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return values
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        if not config.rasa_token or not config.session_secret:
+            generated = local_secrets()
+            config.rasa_token = config.rasa_token or generated["XINQIAO_RASA_TOKEN"]
+            config.session_secret = config.session_secret or generated["XINQIAO_SESSION_SECRET"]
+        self.config = config
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
+
+    def _env(self) -> dict[str, str]:
+        c = self.config
+        env = dict(os.environ)
+        env.update(
+            {
+                "XINQIAO_DATABASE_URL": c.database_url,
+                "XINQIAO_RASA_URL": c.engine_url,
+                "XINQIAO_RASA_TOKEN": c.rasa_token,
+                "XINQIAO_ACTIONS_URL": c.actions_url,
+                "XINQIAO_ACTIONS_WEBHOOK": f"{c.actions_url}/webhook",
+                "XINQIAO_SESSION_SECRET": c.session_secret,
+                "XINQIAO_TRACKER_URL": c.tracker_url,
+                "SANIC_HOST": c.host,  # rasa-sdk binds to 0.0.0.0 unless told
+                "RASA_TELEMETRY_ENABLED": "false",  # no network but the registries here
+                "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(c.extra_env)
+        return env
+
+    def _commands(self) -> dict[str, list[str]]:
+        c = self.config
+        return {
+            "actions": [str(ROOT / ".venv" / "bin" / "python"), "-m", "rasa_sdk", "--actions", "actions",
+                        "--port", str(c.actions_port)],
+            "engine": [str(ROOT / ".venv-engine" / "bin" / "rasa"), "run", "--enable-api",
+                       "--auth-token", c.rasa_token, "--interface", c.host, "--port", str(c.engine_port),
+                       "--endpoints", str(c.engine_endpoints), "--credentials", str(ROOT / "bot" / "credentials.yml"),
+                       "--model", str(c.models)],
+            "gateway": [str(ROOT / ".venv" / "bin" / "sanic"), "integrations.gateway.app:serve", "--factory",
+                        "--host", c.host, "--port", str(c.gateway_port), "--single-process", "--no-access-logs"],
+        }
+
+    def start(self) -> None:
+        env = self._env()
+        for name, command in self._commands().items():
+            out: IO[bytes] | None = None
+            if self.config.log_dir is not None:
+                self.config.log_dir.mkdir(parents=True, exist_ok=True)
+                out = self._logs[name] = open(self.config.log_dir / f"{name}.log", "wb")  # noqa: SIM115
+            self.processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
+
+    def _ready_checks(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "actions": f"{c.actions_url}/health",
+            "engine": f"{c.engine_url}/status?token={c.rasa_token}",
+            "gateway": f"{c.gateway_url}/healthz",
+        }
+
+    def wait_ready(self, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = dict(self._ready_checks())
+        with httpx.Client(timeout=3.0) as http:
+            while pending:
+                for name, url in list(pending.items()):
+                    self._check_alive(name)
+                    try:
+                        if http.get(url).status_code == 200:
+                            del pending[name]
+                    except httpx.HTTPError:
+                        pass
+                if pending and time.monotonic() > deadline:
+                    raise StackFailed(f"not ready after {timeout:.0f} s: {', '.join(pending)}\n{self.log_tails()}")
+                if pending:
+                    time.sleep(0.5)
+
+    def _check_alive(self, name: str) -> None:
+        code = self.processes[name].poll()
+        if code is not None:
+            raise StackFailed(f"{name} exited with {code}\n{self.log_tails()}")
+
+    def first_exited(self) -> str | None:
+        return next((name for name, p in self.processes.items() if p.poll() is not None), None)
+
+    def log_tails(self, lines: int = 30) -> str:
+        if self.config.log_dir is None:
+            return ""
+        tails = []
+        for name in self.processes:
+            path = self.config.log_dir / f"{name}.log"
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                tails.append(f"--- {name} ---\n" + "\n".join(text))
+        return "\n".join(tails)
+
+    def stop(self, grace: float = 15.0) -> None:
+        for name in ("gateway", "engine", "actions"):
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                pass
+        for log in self._logs.values():
+            log.close()
+
+
+@contextmanager
+def running(config: StackConfig, timeout: float = 240.0) -> Iterator[Stack]:
+    stack = Stack(config)
+    stack.start()
+    try:
+        stack.wait_ready(timeout)
+        yield stack
+    finally:
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m integrations.launcher", description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for all three to answer")
+    args = parser.parse_args(argv)
+    stack = Stack(StackConfig.from_environment())
+    upgrade(stack.config.database_url)  # the gateway and the action server expect the current schema
+    print("starting the engine, the action server and the gateway (the engine takes about 20 s)…", flush=True)
+    stack.start()
+    # Ctrl-C and a service manager's SIGTERM both stop the three cleanly. SIGINT is set explicitly: a
+    # process started in the background of a script inherits it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        stack.wait_ready(args.timeout)
+        c = stack.config
+        print(
+            f"\n心桥 is running.\n  web chat:       {c.gateway_url}/\n  health:         {c.gateway_url}/healthz\n"
+            f"  engine (Rasa):  {c.engine_url}  (token in var/secrets.env or XINQIAO_RASA_TOKEN)\n"
+            f"  action server:  {c.actions_url}\nPress Ctrl-C to stop all three.\n",
+            flush=True,
+        )
+        while (exited := stack.first_exited()) is None:
+            time.sleep(1)
+        print(f"{exited} stopped unexpectedly; stopping the others.", file=sys.stderr)
+        return 1
+    except StackFailed as failed:
+        print(f"could not start: {failed}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Gateway settings, read from XINQIAO_* environment variables. Secrets have no defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from records.settings import default_database_url
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XINQIAO_", extra="ignore")
+
+    database_url: str = Field(default_factory=default_database_url)
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: SecretStr
+    actions_url: str = "http://127.0.0.1:5055"
+    session_secret: SecretStr
+    # Past this the user gets the fail-safe script and the message waits for a retry.
+    engine_timeout_seconds: float = 8.0
+    max_text_length: int = 2000
+    retry_interval_seconds: float = 15.0
+    retry_limit: int = 5
+    # How often the action server is probed; a reply given while it is down carries the fail-safe too.
+    probe_interval_seconds: float = 2.0
+    session_max_age_seconds: int = 30 * 24 * 3600

@@ -1,0 +1,141 @@
+"""The one path every message takes, whatever the channel: store, route, answer, never fall silent.
+
+1. Store the inbound message first (unique on channel + external id). A redelivery is answered from
+   what is stored and never processed twice.
+2. Send it to the engine with the conversation's pseudonymous id.
+3. Store the replies and hand them back. When the engine does not answer in time, answer with the
+   fail-safe script (hotline numbers) and keep the message for the retry worker. When the action
+   server is down the engine's replies may be cut short, so the fail-safe script is added to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from integrations.content import failsafe_text
+from integrations.engine_client import BotReply, EngineUnavailable
+from integrations.inbound import InboundMessage
+from records import messages
+from records.models import Author, InboundStatus, Message
+
+log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: int
+    text: str
+    author: str
+    buttons: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, message: Message) -> Reply:
+        return cls(
+            id=message.id,
+            text=message.text,
+            author=message.author,
+            buttons=list((message.payload or {}).get("buttons", [])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    message_id: int
+    status: str
+    replies: list[Reply]
+    duplicate: bool = False
+
+
+def _always_up() -> bool:
+    return True
+
+
+class Switchboard:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: Engine,
+        *,
+        actions_up: Callable[[], bool] = _always_up,
+        retry_limit: int = 5,
+    ) -> None:
+        self._sessions = sessions
+        self._engine = engine
+        self._actions_up = actions_up
+        self._retry_limit = retry_limit
+
+    async def receive(self, inbound: InboundMessage) -> Outcome:
+        async with self._sessions() as session:
+            stored, duplicate = await messages.record_inbound(
+                session,
+                conversation_id=inbound.conversation_id,
+                channel=inbound.channel,
+                external_id=inbound.external_id,
+                text=inbound.text,
+            )
+            if duplicate:
+                log.info("redelivered message %s answered from the store", stored.id)
+                replies = await messages.replies_to(session, stored.id)
+                return Outcome(stored.id, stored.status or "", [Reply.of(r) for r in replies], duplicate=True)
+        return await self._process(stored, self._metadata(inbound))
+
+    async def retry_pending(self) -> int:
+        """Sends waiting messages to the engine again. Returns how many were answered this round."""
+        async with self._sessions() as session:
+            waiting = await messages.pending_retries(session)
+        answered = 0
+        for message in waiting:
+            outcome = await self._process(message, {"channel": message.channel, "retry": True}, retry=True)
+            if outcome.status == InboundStatus.ANSWERED:
+                answered += 1
+            else:
+                break  # the engine is still down; keep the order and wait for the next round
+        return answered
+
+    @staticmethod
+    def _metadata(inbound: InboundMessage) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"channel": inbound.channel}
+        if inbound.audience:
+            metadata["audience"] = inbound.audience
+        return metadata
+
+    async def _process(self, inbound: Message, metadata: dict[str, Any], *, retry: bool = False) -> Outcome:
+        try:
+            bot_replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
+        except EngineUnavailable as error:
+            log.warning("engine did not answer message %s (%s)", inbound.id, error)
+            return await self._failsafe(inbound, retry=retry)
+        replies = [(r.text, r.payload()) for r in bot_replies]
+        if not self._actions_up():
+            log.warning("action server down while answering message %s; fail-safe added", inbound.id)
+            replies.append((failsafe_text(), None))
+        async with self._sessions() as session:
+            stored = await messages.store_replies(
+                session, inbound, replies, author=Author.BOT, status=InboundStatus.ANSWERED
+            )
+        return Outcome(inbound.id, InboundStatus.ANSWERED, [Reply.of(r) for r in stored])
+
+    async def _failsafe(self, inbound: Message, *, retry: bool) -> Outcome:
+        async with self._sessions() as session:
+            if retry:  # the user already has the fail-safe script; count the attempt only
+                updated = await messages.mark_failed_attempt(session, inbound, retry_limit=self._retry_limit)
+                if updated.status == InboundStatus.GAVE_UP:
+                    log.error("message %s given up after %s attempts", updated.id, updated.attempts)
+                return Outcome(inbound.id, updated.status or "", [])
+            stored: Sequence[Message] = await messages.store_replies(
+                session,
+                inbound,
+                [(failsafe_text(), None)],
+                author=Author.SYSTEM,
+                status=InboundStatus.RETRY_PENDING,
+            )
+        return Outcome(inbound.id, InboundStatus.RETRY_PENDING, [Reply.of(r) for r in stored])

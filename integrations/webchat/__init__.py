@@ -1,0 +1,1 @@
+"""The web chat channel: a page for students and parents, and the JSON API it (and any client) uses."""

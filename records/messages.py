@@ -1,0 +1,135 @@
+"""Reading and writing conversations and messages. Each function is one unit of work on a session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from records.models import Author, Conversation, Direction, InboundStatus, Message
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def create_conversation(session: AsyncSession, channel: str, audience: str | None = None) -> Conversation:
+    conversation = Conversation(channel=channel, audience=audience)
+    session.add(conversation)
+    await session.commit()
+    return conversation
+
+
+async def get_conversation(session: AsyncSession, conversation_id: str) -> Conversation | None:
+    return await session.get(Conversation, conversation_id)
+
+
+async def record_inbound(
+    session: AsyncSession, *, conversation_id: str, channel: str, external_id: str, text: str
+) -> tuple[Message, bool]:
+    """Stores an inbound message and commits. Returns (message, True) when it was already stored.
+
+    The unique (channel, external_id) constraint decides, so two deliveries racing each other still
+    store one row.
+    """
+    message = Message(
+        conversation_id=conversation_id,
+        direction=Direction.INBOUND,
+        author=Author.USER,
+        channel=channel,
+        external_id=external_id,
+        text=text,
+        status=InboundStatus.RECEIVED,
+    )
+    session.add(message)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        existing = await find_inbound(session, channel, external_id)
+        if existing is None:  # the constraint fired for another reason; let the caller see it
+            raise
+        return existing, True
+    return message, False
+
+
+async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:
+    return await session.scalar(
+        select(Message).where(Message.channel == channel, Message.external_id == external_id)
+    )
+
+
+async def replies_to(session: AsyncSession, inbound_id: int) -> Sequence[Message]:
+    return (
+        await session.scalars(select(Message).where(Message.reply_to_id == inbound_id).order_by(Message.id))
+    ).all()
+
+
+async def store_replies(
+    session: AsyncSession,
+    inbound: Message,
+    replies: Sequence[tuple[str, dict[str, Any] | None]],
+    *,
+    author: Author,
+    status: InboundStatus,
+) -> list[Message]:
+    """Stores the replies to an inbound message and its new status in one transaction."""
+    stored = [
+        Message(
+            conversation_id=inbound.conversation_id,
+            direction=Direction.OUTBOUND,
+            author=author,
+            channel=inbound.channel,
+            text=text,
+            payload=payload,
+            reply_to_id=inbound.id,
+        )
+        for text, payload in replies
+    ]
+    session.add_all(stored)
+    inbound = await session.merge(inbound)
+    inbound.status = status
+    inbound.attempts += 1
+    inbound.processed_at = now()
+    await session.commit()
+    return stored
+
+
+async def mark_failed_attempt(session: AsyncSession, inbound: Message, *, retry_limit: int) -> Message:
+    """Counts a failed retry; at the limit the message is given up for a human to read."""
+    inbound = await session.merge(inbound)
+    inbound.attempts += 1
+    if inbound.attempts >= retry_limit:
+        inbound.status = InboundStatus.GAVE_UP
+    await session.commit()
+    return inbound
+
+
+async def pending_retries(session: AsyncSession, limit: int = 50) -> Sequence[Message]:
+    """Messages the engine has not answered, oldest first, so a conversation keeps its order."""
+    return (
+        await session.scalars(
+            select(Message)
+            .where(Message.status == InboundStatus.RETRY_PENDING)
+            .order_by(Message.created_at, Message.id)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def outbound_after(session: AsyncSession, conversation_id: str, after_id: int) -> Sequence[Message]:
+    return (
+        await session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == Direction.OUTBOUND,
+                Message.id > after_id,
+            )
+            .order_by(Message.id)
+        )
+    ).all()

@@ -1,0 +1,77 @@
+"""The training data, read as YAML: enough varied examples per intent, none repeated, none shared with the
+held-out evaluation set, and nothing a user could not type."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import ROOT
+
+MIN_EXAMPLES = 25
+MIN_RETRIEVAL_EXAMPLES = 12
+
+
+def examples_by_intent(*paths: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
+            if "intent" not in block:
+                continue
+            lines = [line.strip()[2:].strip() for line in block["examples"].splitlines() if line.strip().startswith("- ")]
+            found.setdefault(block["intent"], []).extend(lines)
+    return found
+
+
+def normalise(text: str) -> str:
+    """Two examples that differ only in punctuation, spacing, width or case are the same example."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[\W_]+", "", text)
+
+
+TRAINING = examples_by_intent(*sorted((ROOT / "data" / "nlu").glob("*.yml")))
+HELD_OUT = examples_by_intent(ROOT / "benchmarks" / "data" / "nlu_heldout.yml")
+DOMAIN_INTENTS = yaml.safe_load((ROOT / "bot" / "domain" / "_shared.yml").read_text(encoding="utf-8"))["intents"]
+
+
+def test_every_domain_intent_has_training_examples() -> None:
+    base_intents = {name.split("/")[0] for name in TRAINING}
+    assert set(DOMAIN_INTENTS) == base_intents
+
+
+@pytest.mark.parametrize("intent", sorted(TRAINING))
+def test_each_intent_has_enough_examples(intent: str) -> None:
+    minimum = MIN_RETRIEVAL_EXAMPLES if "/" in intent else MIN_EXAMPLES
+    assert len(TRAINING[intent]) >= minimum
+
+
+def test_no_example_is_repeated_even_with_other_punctuation() -> None:
+    counts = Counter(normalise(e) for examples in TRAINING.values() for e in examples)
+    assert [text for text, n in counts.items() if n > 1] == []
+
+
+def test_held_out_examples_never_appear_in_training() -> None:
+    training = {normalise(e) for examples in TRAINING.values() for e in examples}
+    leaked = [e for examples in HELD_OUT.values() for e in examples if normalise(e) in training]
+    assert leaked == []
+
+
+def test_held_out_set_covers_every_intent_with_at_least_200_examples() -> None:
+    assert set(HELD_OUT) == set(TRAINING)
+    assert sum(len(v) for v in HELD_OUT.values()) >= 200
+
+
+def test_no_example_starts_with_a_slash() -> None:
+    """The gateway strips a leading slash, so an example that starts with one could never be seen."""
+    assert [e for v in TRAINING.values() for e in v if e.lstrip().startswith(("/", "／"))] == []
+
+
+def test_human_handoff_phrases_are_taught() -> None:
+    taught = {normalise(e) for e in TRAINING["request_human"]}
+    for phrase in ("转人工", "找真人", "我想和老师聊"):
+        assert normalise(phrase) in taught

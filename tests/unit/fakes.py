@@ -1,0 +1,28 @@
+"""A stand-in engine for switchboard and gateway tests: records what it was sent, answers or fails."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from integrations.engine_client import BotReply, EngineUnavailable
+
+
+@dataclass
+class FakeEngine:
+    replies: list[BotReply] = field(default_factory=lambda: [BotReply("你好，我在。")])
+    down: bool = False
+    delay: float = 0.0
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    on_call: Any = None  # an async callable run before answering, to look at the store mid-flight
+
+    async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
+        self.calls.append((sender_id, text, metadata))
+        if self.on_call is not None:
+            await self.on_call(sender_id, text)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        return list(self.replies)
