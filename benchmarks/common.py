@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,28 +15,11 @@ from records.migrate import upgrade
 HELD_OUT = ROOT / "benchmarks" / "data" / "nlu_heldout.yml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def benchmark_stack(tracker: str = "sqlite") -> Iterator[Stack]:
     """A fresh stack with its own databases in a temporary folder, so runs do not disturb `make run`."""
     with tempfile.TemporaryDirectory(prefix="xinqiao-bench-") as work:
-        folder = Path(work)
-        config = StackConfig(
-            gateway_port=free_port(),
-            engine_port=free_port(),
-            actions_port=free_port(),
-            database_url=f"sqlite+aiosqlite:///{folder / 'xinqiao.db'}",
-            tracker_url=f"sqlite:///{folder / 'tracker.db'}",
-            rasa_token=uuid.uuid4().hex,
-            session_secret=uuid.uuid4().hex,
-            log_dir=folder / "logs",
-            extra_env={"XINQIAO_RETRY_INTERVAL_SECONDS": "3600"},
-        )
+        config = StackConfig.isolated(Path(work), {"XINQIAO_RETRY_INTERVAL_SECONDS": "3600"})
         upgrade(config.database_url)
         with running(config, timeout=300) as stack:
             yield stack

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,6 @@ def require_trained_model() -> None:
         pytest.fail("the engine environment is missing: run `make setup` (make test does it)", pytrace=False)
     if not list(MODELS.glob("*.tar.gz")):
         pytest.fail("no trained model in bot/models: run `make model` (make test does it)", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @cache

@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from integrations.launcher import Stack, StackConfig, running
 from records.db import create_engine, session_factory
 from records.migrate import upgrade
 from records.models import AuditEntry, Message
-from tests.support import MODELS, free_port, require_trained_model, variations
+from tests.support import require_trained_model, variations
 from triage_protocols.directory import hotline_list
 
 pytestmark = pytest.mark.engine
@@ -30,18 +29,10 @@ pytestmark = pytest.mark.engine
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_trained_model()
     work = tmp_path_factory.mktemp("stack")
-    config = StackConfig(
-        gateway_port=free_port(),
-        engine_port=free_port(),
-        actions_port=free_port(),
-        database_url=f"sqlite+aiosqlite:///{work / 'xinqiao.db'}",
-        tracker_url=f"sqlite:///{work / 'tracker.db'}",
-        models=MODELS,
-        rasa_token=uuid.uuid4().hex,
-        session_secret=uuid.uuid4().hex,
-        log_dir=work / "logs",
-        extra_env={"XINQIAO_ENGINE_TIMEOUT_SECONDS": "20", "XINQIAO_PROBE_INTERVAL_SECONDS": "0.5",
-                   "XINQIAO_RETRY_INTERVAL_SECONDS": "3600"},
+    config = StackConfig.isolated(
+        work,
+        {"XINQIAO_ENGINE_TIMEOUT_SECONDS": "20", "XINQIAO_PROBE_INTERVAL_SECONDS": "0.5",
+         "XINQIAO_RETRY_INTERVAL_SECONDS": "3600"},
     )
     upgrade(config.database_url)
     with running(config, timeout=300) as started:
