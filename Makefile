@@ -56,6 +56,7 @@ test: setup model ## run every test (unit, engine data, conversation tests, end 
 	$(PY) -m pytest
 
 bench: setup model ## run the benchmarks and print their tables
+	$(PY) benchmarks/triage_eval.py
 	$(PY) benchmarks/nlu_eval.py
 	$(PY) benchmarks/latency.py
 

@@ -13,6 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
 from actions.guidance import guidance_for
+from actions.risk import signal_ids, turn_risk
 from actions.store import record_handoff
 
 
@@ -25,8 +26,8 @@ class ActionCrisisSupport(XinqiaoAction):
     ) -> list[dict[str, Any]]:
         intent = self.intent_of(tracker)
         self.hotlines(dispatcher, "utter_crisis_hotlines")
-        await record_handoff(tracker.sender_id, reason=f"crisis:{intent}")
-        guidance = guidance_for(intent, self.audience_of(tracker))
+        await record_handoff(tracker.sender_id, reason=f"crisis:{intent}", **turn_risk(tracker))
+        guidance = guidance_for(intent, self.audience_of(tracker), signal_ids(tracker))
         if guidance is not None:
             self.guidance(dispatcher, guidance)
         return []

@@ -53,11 +53,14 @@ class TopicRoutes(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     parent_topic_for_student_intent: dict[str, str]
+    parent_topic_for_signal_group: dict[str, str] = {}
 
 
 @cache
 def sections() -> Sections:
-    return Sections.model_validate(yaml.safe_load((GUIDANCE_DIR / "_sections.yml").read_text(encoding="utf-8")))
+    return Sections.model_validate(
+        yaml.safe_load((GUIDANCE_DIR / "_sections.yml").read_text(encoding="utf-8"))
+    )
 
 
 @cache
@@ -79,8 +82,18 @@ def routes() -> TopicRoutes:
     return TopicRoutes.model_validate(yaml.safe_load(ROUTES_FILE.read_text(encoding="utf-8")))
 
 
-def guidance_for(intent: str, audience: str | None) -> Guidance | None:
-    """The guidance that answers this intent for this audience, or None when a student reply fits."""
+def guidance_for(intent: str, audience: str | None, signals: list[str] | None = None) -> Guidance | None:
+    """The guidance that answers this intent for this audience, or None when a student reply fits.
+
+    A turn the triage gate escalated has no topic intent; for a parent its signal ids (for example
+    "suicide.ideation") choose the guidance instead, in the order topic_routes.yml lists the groups.
+    """
+    if audience == "parent" and intent.startswith("EXTERNAL_risk_"):
+        groups = {signal.split(".", 1)[0] for signal in signals or []}
+        for group, topic in routes().parent_topic_for_signal_group.items():
+            if group in groups:
+                return all_guidance().get(topic)
+        return None
     by_intent = {g.intent: g for g in all_guidance().values()}
     if intent in by_intent:
         return by_intent[intent]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,20 +24,45 @@ def use_database(url: str) -> async_sessionmaker[AsyncSession]:
     return _sessions
 
 
-def _factory() -> async_sessionmaker[AsyncSession]:
+def sessions() -> async_sessionmaker[AsyncSession]:
+    """The store of record, opened on first use from XINQIAO_DATABASE_URL (or the local default)."""
     return _sessions or use_database(os.environ.get("XINQIAO_DATABASE_URL") or default_database_url())
 
 
-async def record_handoff(conversation_id: str, reason: str) -> bool:
+async def record_handoff(conversation_id: str, reason: str, **detail: Any) -> bool:
     """Records that a person asked for, or needs, a human. False when the store could not be reached:
     the user is answered all the same, and the failure is logged without personal data."""
     try:
-        async with _factory()() as session:
+        async with sessions()() as session:
             audit.append(
-                session, actor="action_server", action="handoff_requested", subject=conversation_id, reason=reason
+                session,
+                actor="action_server",
+                action="handoff_requested",
+                subject=conversation_id,
+                reason=reason,
+                **detail,
             )
             await session.commit()
     except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
         log.exception("could not record a hand-off request (reason %s)", reason)
+        return False
+    return True
+
+
+async def record_checkin(conversation_id: str, accepted: bool, **detail: Any) -> bool:
+    """Records the answer to a check-in offer, so a counsellor can call back. False when the store
+    could not be reached; the user is answered all the same."""
+    try:
+        async with sessions()() as session:
+            audit.append(
+                session,
+                actor="action_server",
+                action="checkin_accepted" if accepted else "checkin_declined",
+                subject=conversation_id,
+                **detail,
+            )
+            await session.commit()
+    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
+        log.exception("could not record a check-in answer")
         return False
     return True

@@ -8,6 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
+from actions.checkin import offer_checkin
 from actions.guidance import guidance_for
 
 
@@ -26,4 +27,4 @@ class ActionTopicReply(XinqiaoAction):
             dispatcher.utter_message(response=f"utter_{intent}")
         else:
             dispatcher.utter_message(response="utter_default")
-        return []
+        return offer_checkin(dispatcher, tracker)

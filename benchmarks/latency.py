@@ -48,7 +48,8 @@ class Path_:
             assert response.json()["status"] == "answered", response.text
         else:
             response = await self.http.post(
-                f"{self.stack.config.engine_url}/webhooks/rest/webhook", json={"sender": user, "message": text}
+                f"{self.stack.config.engine_url}/webhooks/rest/webhook",
+                json={"sender": user, "message": text},
             )
             assert response.json(), response.text
         response.raise_for_status()
@@ -99,10 +100,18 @@ async def measure(stack: Stack, messages: int, users: int) -> list[list[object]]
             for name in ("rasa", "gateway"):
                 latencies, seconds = await run(paths[name], texts, concurrency, per_user)
                 p50s[name] = percentile(latencies, 50)
-                rows.append([
-                    name, concurrency, len(latencies), f"{p50s[name]:.0f}", f"{percentile(latencies, 95):.0f}",
-                    f"{percentile(latencies, 99):.0f}", f"{len(latencies) / seconds:.1f}", "",
-                ])
+                rows.append(
+                    [
+                        name,
+                        concurrency,
+                        len(latencies),
+                        f"{p50s[name]:.0f}",
+                        f"{percentile(latencies, 95):.0f}",
+                        f"{percentile(latencies, 99):.0f}",
+                        f"{len(latencies) / seconds:.1f}",
+                        "",
+                    ]
+                )
             rows[-1][-1] = f"{(p50s['gateway'] / p50s['rasa'] - 1) * 100:+.0f} %"
     return rows
 

@@ -63,11 +63,19 @@ def main() -> int:
     accuracy, macro_f1, per_intent = scores(results)
     weakest = sorted(per_intent.items(), key=lambda kv: kv[1][2])[:8]
     print(f"NLU on {len(examples)} held-out examples, {len(per_intent)} intents\n")
-    print(table(["metric", "value", "goal"], [["accuracy", f"{accuracy:.3f}", ""],
-                                               ["macro-F1", f"{macro_f1:.3f}", ">= 0.90"]]))
+    print(
+        table(
+            ["metric", "value", "goal"],
+            [["accuracy", f"{accuracy:.3f}", ""], ["macro-F1", f"{macro_f1:.3f}", ">= 0.90"]],
+        )
+    )
     print("\nweakest intents\n")
-    print(table(["intent", "precision", "recall", "F1", "n"],
-                [[i, f"{p:.2f}", f"{r:.2f}", f"{f:.2f}", n] for i, (p, r, f, n) in weakest]))
+    print(
+        table(
+            ["intent", "precision", "recall", "F1", "n"],
+            [[i, f"{p:.2f}", f"{r:.2f}", f"{f:.2f}", n] for i, (p, r, f, n) in weakest],
+        )
+    )
     if args.errors:
         print("\nmisses\n")
         print(table(["expected", "predicted", "text"], misses))

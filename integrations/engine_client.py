@@ -63,6 +63,37 @@ class RasaClient:
             raise EngineUnavailable("empty reply")
         return replies
 
+    async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]:
+        """Runs an external intent in the conversation (Rasa's HTTP API, behind the token) and returns
+        what the bot said. The triage gate uses it so the crisis rules fire whatever the NLU predicts."""
+        try:
+            response = await self._http.post(
+                f"{self._base}/conversations/{sender_id}/trigger_intent",
+                params={"token": self._token, "include_events": "NONE"},
+                json={"name": intent, "entities": entities},
+                timeout=self._timeout,
+            )
+            response.raise_for_status()
+            replies = parse_replies(response.json().get("messages"))
+        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            raise EngineUnavailable(type(error).__name__) from error
+        if not replies:
+            raise EngineUnavailable("empty reply")
+        return replies
+
+    async def active_loop(self, sender_id: str) -> str | None:
+        """The form the conversation is in, if any (Rasa's tracker, without its events)."""
+        try:
+            response = await self._http.get(
+                f"{self._base}/conversations/{sender_id}/tracker",
+                params={"token": self._token, "include_events": "NONE"},
+                timeout=self._timeout,
+            )
+            response.raise_for_status()
+            return (response.json().get("active_loop") or {}).get("name")
+        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            raise EngineUnavailable(type(error).__name__) from error
+
     async def status(self) -> dict[str, Any]:
         """Rasa's /status (behind the token): which model is loaded."""
         response = await self._http.get(

@@ -163,14 +163,43 @@ class Stack:
     def _commands(self) -> dict[str, list[str]]:
         c = self.config
         return {
-            "actions": [str(ROOT / ".venv" / "bin" / "python"), "-m", "rasa_sdk", "--actions", "actions",
-                        "--port", str(c.actions_port)],
-            "engine": [str(ROOT / ".venv-engine" / "bin" / "rasa"), "run", "--enable-api",
-                       "--auth-token", c.rasa_token, "--interface", c.host, "--port", str(c.engine_port),
-                       "--endpoints", str(c.engine_endpoints), "--credentials", str(ROOT / "bot" / "credentials.yml"),
-                       "--model", str(c.models)],
-            "gateway": [str(ROOT / ".venv" / "bin" / "sanic"), "integrations.gateway.app:serve", "--factory",
-                        "--host", c.host, "--port", str(c.gateway_port), "--single-process", "--no-access-logs"],
+            "actions": [
+                str(ROOT / ".venv" / "bin" / "python"),
+                "-m",
+                "rasa_sdk",
+                "--actions",
+                "actions",
+                "--port",
+                str(c.actions_port),
+            ],
+            "engine": [
+                str(ROOT / ".venv-engine" / "bin" / "rasa"),
+                "run",
+                "--enable-api",
+                "--auth-token",
+                c.rasa_token,
+                "--interface",
+                c.host,
+                "--port",
+                str(c.engine_port),
+                "--endpoints",
+                str(c.engine_endpoints),
+                "--credentials",
+                str(ROOT / "bot" / "credentials.yml"),
+                "--model",
+                str(c.models),
+            ],
+            "gateway": [
+                str(ROOT / ".venv" / "bin" / "sanic"),
+                "integrations.gateway.app:serve",
+                "--factory",
+                "--host",
+                c.host,
+                "--port",
+                str(c.gateway_port),
+                "--single-process",
+                "--no-access-logs",
+            ],
         }
 
     def start(self) -> None:
@@ -181,7 +210,11 @@ class Stack:
                 self.config.log_dir.mkdir(parents=True, exist_ok=True)
                 out = self._logs[name] = open(self.config.log_dir / f"{name}.log", "wb")  # noqa: SIM115
             self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
                 start_new_session=True,
             )
 
@@ -206,7 +239,9 @@ class Stack:
                     except httpx.HTTPError:
                         pass
                 if pending and time.monotonic() > deadline:
-                    raise StackFailed(f"not ready after {timeout:.0f} s: {', '.join(pending)}\n{self.log_tails()}")
+                    raise StackFailed(
+                        f"not ready after {timeout:.0f} s: {', '.join(pending)}\n{self.log_tails()}"
+                    )
                 if pending:
                     time.sleep(0.5)
 
@@ -258,8 +293,12 @@ def running(config: StackConfig, timeout: float = 240.0) -> Iterator[Stack]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m integrations.launcher", description=__doc__.splitlines()[0])
-    parser.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for all three to answer")
+    parser = argparse.ArgumentParser(
+        prog="python -m integrations.launcher", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=240.0, help="seconds to wait for all three to answer"
+    )
     args = parser.parse_args(argv)
     stack = Stack(StackConfig.from_environment())
     upgrade(stack.config.database_url)  # the gateway and the action server expect the current schema

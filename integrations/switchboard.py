@@ -2,7 +2,9 @@
 
 1. Store the inbound message first (unique on channel + external id). A redelivery is answered from
    what is stored and never processed twice.
-2. Send it to the engine with the conversation's pseudonymous id.
+2. Screen it with the triage protocol and store the assessment with it. At orange and red the crisis
+   path is triggered in the engine directly (integrations/triage_gate.py); otherwise the text goes to
+   the engine with the conversation's pseudonymous id.
 3. Store the replies and hand them back. When the engine does not answer in time, answer with the
    fail-safe script (hotline numbers) and keep the message for the retry worker. When the action
    server is down the engine's replies may be cut short, so the fail-safe script is added to them.
@@ -20,14 +22,28 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from integrations.content import failsafe_text
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
+from integrations.triage_gate import risk_metadata, route_for
 from records import messages
 from records.models import Author, InboundStatus, Message
+from triage_protocols import screen
 
 log = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]: ...
+
+    async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]: ...
+
+    async def active_loop(self, sender_id: str) -> str | None: ...
+
+
+Screen = Callable[[str, str], dict[str, Any]]
+
+
+def screen_message(text: str, audience: str) -> dict[str, Any]:
+    """The triage protocol's assessment as stored with the message. `screen` never raises."""
+    return screen(text, audience=audience).to_dict()  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +83,11 @@ class Switchboard:
         *,
         actions_up: Callable[[], bool] = _always_up,
         retry_limit: int = 5,
+        screen: Screen = screen_message,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
+        self._screen = screen
         self._actions_up = actions_up
         self._retry_limit = retry_limit
 
@@ -86,6 +104,12 @@ class Switchboard:
                 log.info("redelivered message %s answered from the store", stored.id)
                 replies = await messages.replies_to(session, stored.id)
                 return Outcome(stored.id, stored.status or "", [Reply.of(r) for r in replies], duplicate=True)
+            assessment = self._screen(inbound.text, inbound.audience or "student")
+            stored = await messages.record_assessment(session, stored, assessment)
+        if stored.risk_level in ("orange", "red"):
+            log.warning(
+                "message %s screened %s (rule %s)", stored.id, stored.risk_level, assessment.get("rule")
+            )
         return await self._process(stored, self._metadata(inbound))
 
     async def retry_pending(self) -> int:
@@ -109,8 +133,20 @@ class Switchboard:
         return metadata
 
     async def _process(self, inbound: Message, metadata: dict[str, Any], *, retry: bool = False) -> Outcome:
+        assessment = inbound.assessment or {}
         try:
-            bot_replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
+            # Only an orange message needs to know whether the ASQ is under way (its answers screen orange).
+            loop = None
+            if assessment.get("level") == "orange":
+                loop = await self._engine.active_loop(inbound.conversation_id)
+            route = route_for(assessment, loop)
+            if route.kind == "intent":
+                bot_replies = await self._engine.trigger(
+                    inbound.conversation_id, route.intent, route.entities
+                )
+            else:
+                metadata = {**metadata, "risk": risk_metadata(assessment)} if assessment else metadata
+                bot_replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
         except EngineUnavailable as error:
             log.warning("engine did not answer message %s (%s)", inbound.id, error)
             return await self._failsafe(inbound, retry=retry)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from records import audit
 from records.models import Author, Conversation, Direction, InboundStatus, Message
 
 
@@ -17,7 +18,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-async def create_conversation(session: AsyncSession, channel: str, audience: str | None = None) -> Conversation:
+async def create_conversation(
+    session: AsyncSession, channel: str, audience: str | None = None
+) -> Conversation:
     conversation = Conversation(channel=channel, audience=audience)
     session.add(conversation)
     await session.commit()
@@ -55,6 +58,26 @@ async def record_inbound(
             raise
         return existing, True
     return message, False
+
+
+async def record_assessment(session: AsyncSession, inbound: Message, assessment: dict[str, Any]) -> Message:
+    """Keeps the triage assessment with the message it was made for, before the message is processed."""
+    inbound = await session.merge(inbound)
+    inbound.risk_level = str(assessment.get("level") or "")
+    inbound.assessment = assessment
+    if inbound.risk_level in ("orange", "red"):  # recorded here too, in case the engine never answers
+        audit.append(
+            session,
+            actor="gateway",
+            action="risk_screened",
+            subject=inbound.conversation_id,
+            message_id=inbound.id,
+            level=inbound.risk_level,
+            rule=assessment.get("rule"),
+            protocol_version=assessment.get("protocol_version"),
+        )
+    await session.commit()
+    return inbound
 
 
 async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:

@@ -81,6 +81,10 @@ class Message(Base):
     status: Mapped[str | None] = mapped_column(String(16))  # inbound only, see InboundStatus
     attempts: Mapped[int] = mapped_column(default=0)
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"), index=True)
+    # Inbound only: the triage assessment made before the engine saw the message (level, rule, signal
+    # ids and spans, protocol version; never a copy of the words), so every decision can be traced.
+    risk_level: Mapped[str | None] = mapped_column(String(8), index=True)
+    assessment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

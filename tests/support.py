@@ -37,10 +37,9 @@ def variations(name: str, audience: str | None = None, **values: str) -> set[str
     Mirrors Rasa's choice: variations whose slot condition matches win; the unconditional ones are
     used only when none matches.
     """
+
     def matches(variation: dict[str, Any]) -> bool:
-        return all(
-            c.get("name") == "audience" and c.get("value") == audience for c in variation["condition"]
-        )
+        return all(c.get("name") == "audience" and c.get("value") == audience for c in variation["condition"])
 
     every = domain_responses()[name]
     chosen = [v for v in every if v.get("condition") and matches(v)] or [

@@ -18,6 +18,7 @@ from integrations.settings import GatewaySettings
 from integrations.switchboard import Engine, Switchboard
 from integrations.webchat.routes import webchat
 from records.db import create_engine, session_factory
+from triage_protocols import load_protocol
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,12 @@ def create_app(
 
     @app.before_server_start
     async def open_clients(app: Sanic) -> None:
+        load_protocol()  # compiles the triage patterns once (about a second); a broken file stops the start
         app.ctx.db = create_engine(settings.database_url)
         app.ctx.sessions = session_factory(app.ctx.db)
-        app.ctx.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        app.ctx.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
         app.ctx.rasa = RasaClient(
             app.ctx.http,
             settings.rasa_url,
@@ -62,7 +66,8 @@ def create_app(
     async def start_workers(app: Sanic) -> None:
         app.add_task(run_every(settings.probe_interval_seconds, app.ctx.monitor.check), name="probe_actions")
         app.add_task(
-            run_every(settings.retry_interval_seconds, app.ctx.switchboard.retry_pending), name="retry_pending"
+            run_every(settings.retry_interval_seconds, app.ctx.switchboard.retry_pending),
+            name="retry_pending",
         )
 
     @app.before_server_stop

@@ -6,8 +6,6 @@ from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 from sqlalchemy import text
 
-from integrations.engine_client import probe
-
 health = Blueprint("health")
 
 
@@ -23,7 +21,10 @@ async def healthz(request: Request) -> JSONResponse:
         checks["database"] = {"ok": False, "error": type(error).__name__}
     try:
         status = await app.ctx.rasa.status()
-        checks["engine"] = {"ok": bool(status.get("model_id")), "model": status.get("model_id")}  # a model is loaded
+        checks["engine"] = {
+            "ok": bool(status.get("model_id")),
+            "model": status.get("model_id"),
+        }  # a model is loaded
     except Exception as error:  # noqa: BLE001
         checks["engine"] = {"ok": False, "error": type(error).__name__}
     actions_ok = await app.ctx.monitor.check()

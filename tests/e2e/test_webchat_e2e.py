@@ -16,6 +16,7 @@ from sqlalchemy import select
 from actions.guidance import all_guidance, sections
 from integrations.content import failsafe_text
 from integrations.launcher import Stack, StackConfig, running
+from triage_protocols import instrument, score
 from records.db import create_engine, session_factory
 from records.migrate import upgrade
 from records.models import AuditEntry, Message
@@ -31,8 +32,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("stack")
     config = StackConfig.isolated(
         work,
-        {"XINQIAO_ENGINE_TIMEOUT_SECONDS": "20", "XINQIAO_PROBE_INTERVAL_SECONDS": "0.5",
-         "XINQIAO_RETRY_INTERVAL_SECONDS": "3600"},
+        {
+            "XINQIAO_ENGINE_TIMEOUT_SECONDS": "20",
+            "XINQIAO_PROBE_INTERVAL_SECONDS": "0.5",
+            "XINQIAO_RETRY_INTERVAL_SECONDS": "3600",
+        },
     )
     upgrade(config.database_url)
     with running(config, timeout=300) as started:
@@ -62,13 +66,15 @@ def guidance(topic: str) -> list[str]:
     return all_guidance()[topic].messages(sections())
 
 
-def audit(stack: Stack) -> list[tuple[str, str]]:
-    async def read() -> list[tuple[str, str]]:
+def audit(stack: Stack) -> list[tuple[str, dict]]:
+    """(action, detail) of every audit entry, oldest first."""
+
+    async def read() -> list[tuple[str, dict]]:
         engine = create_engine(stack.config.database_url)
         try:
             async with session_factory(engine)() as session:
-                rows = (await session.scalars(select(AuditEntry))).all()
-                return [(r.subject, r.detail.get("reason", "")) for r in rows]
+                rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+                return [(r.action, r.detail) for r in rows]
         finally:
             await engine.dispose()
 
@@ -82,21 +88,32 @@ def test_a_student_conversation(stack: Stack) -> None:
     assert [b["title"] for b in greeting[0]["buttons"]] == ["我是学生", "我是家长"]
     assert chat.say("我是学生")[0]["text"] in variations("utter_audience_student_ack")
     assert chat.say("下周就期中考试了，我复习不完，压力好大")[0]["text"] in variations("utter_exam_stress")
-    assert chat.say("晚上躺在床上翻来覆去睡不着，一直到两三点")[0]["text"] in variations("utter_sleep_problem")
+    assert chat.say("晚上躺在床上翻来覆去睡不着，一直到两三点")[0]["text"] in variations(
+        "utter_sleep_problem"
+    )
     assert chat.say("谢谢你")[0]["text"] in variations("utter_thanks")
 
 
-def test_a_student_in_crisis_gets_the_numbers_and_a_recorded_request(stack: Stack) -> None:
+def test_a_student_at_orange_gets_the_numbers_then_the_asq_one_question_at_a_time(stack: Stack) -> None:
     chat = Chat(stack)
-    replies = texts(chat.say("我真的不想活了，活着太累了"))
-    assert replies[0] in variations("utter_crisis_suicidal_thoughts")
+    first = chat.say("我真的不想活了，活着太累了")
+    replies = texts(first)
+    assert replies[0] in variations("utter_crisis_orange")
     assert replies[1] in variations("utter_crisis_hotlines", hotline_list=hotline_list())
-    assert replies[2] in variations("utter_ask_safe_now")
     assert "110" in replies[1] and "12356" in replies[1]
-    assert [reason for _, reason in audit(stack)].count("crisis:suicidal_thoughts") >= 1
-    followup = texts(chat.say("不，我现在不安全"))
-    assert followup[0] in variations("utter_not_safe_now")
-    assert followup[1] in variations("utter_handoff", hotline_list=hotline_list())
+    items = [item.text for item in instrument("asq").items]
+    assert replies[-1] == items[0]  # the question comes from the protocol file
+    assert [b["title"] for b in first[-1]["buttons"]] == [o.text for o in instrument("asq").options]
+    requests = [d for action, d in audit(stack) if action == "handoff_requested"]
+    assert any(d.get("reason") == "crisis:EXTERNAL_risk_orange" and d.get("level") == "orange" for d in requests)
+    assert texts(chat.say("是"))[-1] == items[1]
+    assert texts(chat.say("不是"))[-1] == items[2]
+    assert texts(chat.say("不是"))[-1] == items[3]
+    acuity = texts(chat.say("不是"))
+    assert acuity[-1] == instrument("asq").acuity.text == "你现在有想要结束自己生命的念头吗？"  # one was yes
+    outcome = texts(chat.say("不是"))  # non-acute positive: orange
+    assert next(iter(variations("utter_crisis_hotlines", hotline_list=hotline_list()))) in outcome
+    assert outcome[-1] in variations("utter_offer_counsellor")
 
 
 def test_a_parent_conversation(stack: Stack) -> None:
@@ -116,14 +133,11 @@ def test_a_parent_in_crisis_reads_what_a_parent_needs(stack: Stack) -> None:
     chat = Chat(stack)
     chat.say("我是家长")
     replies = texts(chat.say("儿子昨天跟我说活着没意思，想去死，我该怎么办"))
-    crisis = variations("utter_crisis_parent_child_death_talk") | variations(
-        "utter_crisis_suicidal_thoughts", audience="parent"
-    )
-    assert replies[0] in crisis
+    assert replies[0] in variations("utter_crisis_orange", audience="parent")
     assert replies[1] in variations("utter_crisis_hotlines", hotline_list=hotline_list())
     assert replies[2:-1] == guidance("child_death_talk")  # then what to do, from data/guidance/
     assert replies[-1] in variations("utter_ask_safe_now", audience="parent")
-    assert not set(replies) & variations("utter_crisis_suicidal_thoughts")  # never the child's words
+    assert not set(replies) & variations("utter_crisis_orange")  # never the words meant for a child
     followup = texts(chat.say("孩子现在不安全"))
     assert followup[0] in variations("utter_not_safe_now", audience="parent")
 
@@ -142,6 +156,50 @@ def test_an_injected_restart_is_only_text(stack: Stack) -> None:
     chat.say("/restart")
     # The parent is still known: "/restart" reached the engine as the word "restart", not as a command.
     assert chat.say("你好")[0]["text"] in variations("utter_greet_parent")
+
+
+def test_a_self_check_on_request_asks_the_protocol_questions_and_explains_the_result(stack: Stack) -> None:
+    chat = Chat(stack)
+    gad7 = instrument("gad7")
+    first = chat.say("我想测测自己是不是太焦虑了")
+    assert gad7.items[0].text in first[-1]["text"]  # the item, in the protocol's words
+    assert [b["title"] for b in first[-1]["buttons"]] == [o.text for o in gad7.options]
+    for _ in gad7.items[1:]:
+        chat.say("完全没有")
+    result = texts(chat.say("完全没有"))
+    assert score("gad7", [0] * len(gad7.items)).explanation in result
+
+
+def parse(stack: Stack, text: str) -> str:
+    """What the NLU alone would make of a text."""
+    response = httpx.post(
+        f"{stack.config.engine_url}/model/parse",
+        params={"token": stack.config.rasa_token},
+        json={"text": text},
+    )
+    return response.json()["intent"]["name"]
+
+
+def test_a_red_message_gets_the_red_response_whatever_the_nlu_predicts(stack: Stack) -> None:
+    text = "考完这场试，今晚我就从楼顶跳下去"
+    assert parse(stack, text) not in ("suicidal_thoughts", "self_harm")  # the model alone would miss it
+    chat = Chat(stack)
+    replies = texts(chat.say(text))
+    assert replies == [
+        next(iter(variations("utter_crisis_red"))),
+        next(iter(variations("utter_crisis_hotlines", hotline_list=hotline_list()))),
+        next(iter(variations("utter_counsellor_being_called"))),
+        next(iter(variations("utter_ask_safe_now"))),
+    ]
+    assert "110" in replies[1] and "12356" in replies[1]
+    assert ("risk_screened", "red") in [(action, detail.get("level")) for action, detail in audit(stack)]
+
+
+def test_a_yellow_message_gets_support_and_an_offer_to_check_in(stack: Stack) -> None:
+    chat = Chat(stack)
+    replies = texts(chat.say("最近考试压力好大，晚上老是睡不着"))
+    assert replies[-1] in variations("utter_offer_checkin")
+    assert texts(chat.say("好的")) == [next(iter(variations("utter_checkin_accepted")))]
 
 
 def test_messages_and_replies_are_stored(stack: Stack) -> None:
@@ -177,7 +235,7 @@ def test_action_server_down_still_gives_the_numbers(stack: Stack) -> None:
     _wait_until(lambda: httpx.get(f"{stack.config.gateway_url}/healthz", timeout=10).status_code == 503)
     time.sleep(1.5)  # past two probe intervals, so the switchboard knows too
     replies = texts(Chat(stack).say("我不想活了"))
-    assert replies[0] in variations("utter_crisis_suicidal_thoughts")
+    assert replies[0] in variations("utter_crisis_orange")  # a domain response: no action server needed
     assert replies[-1] == failsafe_text()
 
 

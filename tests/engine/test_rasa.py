@@ -8,13 +8,28 @@ from pathlib import Path
 
 from tests.support import MODELS, RASA, ROOT, require_trained_model
 
-TRAIN_ARGS = ["--config", "bot/config.yml", "--domain", "bot/domain", "--data", "data/nlu", "data/rules", "data/stories"]
-ENV = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
-       "TF_CPP_MIN_LOG_LEVEL": "2"}
+TRAIN_ARGS = [
+    "--config",
+    "bot/config.yml",
+    "--domain",
+    "bot/domain",
+    "--data",
+    "data/nlu",
+    "data/rules",
+    "data/stories",
+]
+ENV = {
+    **os.environ,
+    "RASA_TELEMETRY_ENABLED": "false",
+    "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
 
 
 def rasa(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RASA), *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(RASA), *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_training_data_validates_without_warnings() -> None:
@@ -26,8 +41,16 @@ def test_training_data_validates_without_warnings() -> None:
 def test_conversation_tests_pass_without_prediction_errors(tmp_path: Path) -> None:
     require_trained_model()
     result = rasa(
-        "test", "core", "--model", str(MODELS), "--stories", "tests/conversations",
-        "--fail-on-prediction-errors", "--out", str(tmp_path), "--no-plot",
+        "test",
+        "core",
+        "--model",
+        str(MODELS),
+        "--stories",
+        "tests/conversations",
+        "--fail-on-prediction-errors",
+        "--out",
+        str(tmp_path),
+        "--no-plot",
     )
     failed = tmp_path / "failed_test_stories.yml"
     detail = failed.read_text(encoding="utf-8") if failed.exists() else ""

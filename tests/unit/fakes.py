@@ -15,6 +15,8 @@ class FakeEngine:
     down: bool = False
     delay: float = 0.0
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    triggered: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    loop: str | None = None  # the form Rasa is in
     on_call: Any = None  # an async callable run before answering, to look at the store mid-flight
 
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
@@ -26,3 +28,14 @@ class FakeEngine:
         if self.down:
             raise EngineUnavailable("test: engine down")
         return list(self.replies)
+
+    async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]:
+        self.triggered.append((sender_id, intent, entities))
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        return list(self.replies)
+
+    async def active_loop(self, sender_id: str) -> str | None:
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        return self.loop

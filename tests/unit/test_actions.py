@@ -4,57 +4,32 @@ the messages and events compared exactly."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 from actions import store
+from actions.checkin import ActionCheckinAnswer
 from actions.crisis import ActionCrisisSupport
-from actions.guidance import all_guidance, sections
+from actions.guidance import all_guidance, guidance_for, sections
 from actions.handoff import ActionHandoff, ActionShareHotlines
 from actions.topics import ActionTopicReply
 from records.db import create_engine, session_factory
 from records.models import AuditEntry
+from tests.unit.dispatched import response, text
+from triage_protocols import protocol_version
 from triage_protocols.directory import hotline_list
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "trackers"
 DOMAIN_DIR = Path(__file__).resolve().parents[2] / "bot" / "domain"
 
 
-@pytest.fixture(scope="module")
-def domain() -> dict[str, Any]:
-    """The responses of the real domain, as Rasa sends them to the action server."""
-    responses: dict[str, Any] = {}
-    for path in sorted(DOMAIN_DIR.glob("*.yml")):
-        responses.update(yaml.safe_load(path.read_text(encoding="utf-8")).get("responses") or {})
-    return {"responses": responses}
-
-
-@pytest.fixture
-def recorded(database_url: str) -> Iterator[str]:
-    store.use_database(database_url)
-    yield database_url
-    store._sessions = None
-
-
 def tracker(name: str) -> Tracker:
     return Tracker.from_dict(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
-
-
-def response(name: str, **kwargs: Any) -> dict[str, Any]:
-    return {"text": None, "buttons": [], "elements": [], "custom": {}, "template": name, "response": name,
-            "image": None, "attachment": None, **kwargs}
-
-
-def text(value: str) -> dict[str, Any]:
-    return {"text": value, "buttons": [], "elements": [], "custom": {}, "template": None, "response": None,
-            "image": None, "attachment": None}
 
 
 def guidance_texts(topic: str) -> list[dict[str, Any]]:
@@ -97,12 +72,49 @@ async def test_an_intent_without_a_reply_falls_back_to_the_default(domain: dict[
     assert messages == [response("utter_default")]
 
 
-async def test_crisis_support_sends_the_numbers_and_records_a_request(domain: dict[str, Any], recorded: str) -> None:
+async def test_crisis_support_sends_the_numbers_and_records_a_request(
+    domain: dict[str, Any], recorded: str
+) -> None:
     messages, events = await run(ActionCrisisSupport(), "student_suicidal_thoughts", domain)
     assert (messages, events) == ([response("utter_crisis_hotlines", hotline_list=hotline_list())], [])
-    assert await audit_entries(recorded) == [
-        ("action_server", "handoff_requested", "c0ffee04", {"reason": "crisis:suicidal_thoughts"})
-    ]
+    [(actor, action, subject, detail)] = await audit_entries(recorded)
+    assert (actor, action, subject) == ("action_server", "handoff_requested", "c0ffee04")
+    # Rasa's crisis intent maps to a level through the protocol; no screen came with this message.
+    assert detail["reason"] == "crisis:suicidal_thoughts"
+    assert (detail["level"], detail["intent_level"], detail["screen_level"]) == ("orange", "orange", None)
+    assert detail["protocol_version"] == protocol_version()
+
+
+async def test_a_red_screen_outranks_the_intent_and_is_recorded(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    messages, _ = await run(ActionCrisisSupport(), "external_risk_red", domain)
+    assert messages == [response("utter_crisis_hotlines", hotline_list=hotline_list())]
+    [(_, action, subject, detail)] = await audit_entries(recorded)
+    assert (action, subject, detail["level"], detail["screen_level"]) == (
+        "handoff_requested",
+        "c0ffee10",
+        "red",
+        "red",
+    )
+    assert detail["signals"] == ["suicide.ideation", "suicide.timing"]  # ids only, never the words
+
+
+async def test_a_yellow_student_is_offered_a_check_in(domain: dict[str, Any]) -> None:
+    messages, events = await run(ActionTopicReply(), "student_exam_stress_yellow", domain)
+    assert [m["response"] for m in messages] == ["utter_exam_stress", "utter_offer_checkin"]
+    assert events == [SlotSet("checkin_offered", True)]
+
+
+async def test_a_green_student_is_not_offered_a_check_in(domain: dict[str, Any]) -> None:
+    _, events = await run(ActionTopicReply(), "student_exam_stress", domain)
+    assert events == []
+
+
+async def test_an_accepted_check_in_is_recorded(domain: dict[str, Any], recorded: str) -> None:
+    messages, events = await run(ActionCheckinAnswer(), "student_accepts_checkin", domain)
+    assert (messages, events) == ([response("utter_checkin_accepted")], [SlotSet("checkin_offered", False)])
+    assert [(a, s) for _, a, s, _ in await audit_entries(recorded)] == [("checkin_accepted", "c0ffee12")]
 
 
 async def test_crisis_support_for_a_parent_adds_the_guidance(domain: dict[str, Any], recorded: str) -> None:
@@ -112,7 +124,9 @@ async def test_crisis_support_for_a_parent_adds_the_guidance(domain: dict[str, A
     )
 
 
-async def test_handoff_says_how_to_reach_a_person_and_is_recorded(domain: dict[str, Any], recorded: str) -> None:
+async def test_handoff_says_how_to_reach_a_person_and_is_recorded(
+    domain: dict[str, Any], recorded: str
+) -> None:
     messages, events = await run(ActionHandoff(), "student_request_human", domain)
     assert (messages, events) == ([response("utter_handoff", hotline_list=hotline_list())], [])
     assert await audit_entries(recorded) == [
@@ -120,7 +134,9 @@ async def test_handoff_says_how_to_reach_a_person_and_is_recorded(domain: dict[s
     ]
 
 
-async def test_the_user_is_answered_even_when_the_store_is_down(domain: dict[str, Any], tmp_path: Path) -> None:
+async def test_the_user_is_answered_even_when_the_store_is_down(
+    domain: dict[str, Any], tmp_path: Path
+) -> None:
     store.use_database(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'none.db'}")
     try:
         messages, _ = await run(ActionCrisisSupport(), "student_suicidal_thoughts", domain)
@@ -132,3 +148,14 @@ async def test_the_user_is_answered_even_when_the_store_is_down(domain: dict[str
 async def test_share_hotlines(domain: dict[str, Any]) -> None:
     messages, _ = await run(ActionShareHotlines(), "student_request_human", domain)
     assert messages == [response("utter_hotlines", hotline_list=hotline_list())]
+
+
+def test_an_escalated_parent_message_gets_guidance_chosen_by_its_signals() -> None:
+    def topic(audience: str, signals: list[str]) -> str | None:
+        found = guidance_for("EXTERNAL_risk_orange", audience, signals)
+        return found.topic if found else None
+
+    assert topic("parent", ["low_mood.words", "ideation.want_to_die"]) == "child_death_talk"
+    assert topic("parent", ["self_harm.cutting"]) == "child_self_harm"
+    assert topic("parent", ["exam_stress.exams"]) is None
+    assert topic("student", ["ideation.want_to_die"]) is None  # a child gets the crisis reply, not advice

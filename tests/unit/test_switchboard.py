@@ -44,7 +44,9 @@ async def test_message_is_stored_before_the_engine_sees_it(sessions: Sessions) -
     assert seen_in_store == [1]
     assert outcome.status == InboundStatus.ANSWERED
     assert [r.text for r in outcome.replies] == ["你好，我在。"]
-    assert engine.calls == [(conversation, "最近考试压力好大", {"channel": "webchat"})]
+    [(sender, text, metadata)] = engine.calls
+    assert (sender, text, metadata["channel"]) == (conversation, "最近考试压力好大", "webchat")
+    assert metadata["risk"]["level"] == "yellow"  # screened before the engine saw it
 
 
 async def test_replies_are_stored_with_their_inbound_message(sessions: Sessions) -> None:
@@ -104,7 +106,8 @@ async def test_retry_answers_the_kept_message_when_the_engine_is_back(sessions: 
         later = await messages.outbound_after(session, conversation, failed.replies[-1].id)
         assert await messages.pending_retries(session) == []
     assert [m.text for m in later] == ["你好，我在。"]
-    assert engine.calls[-1][2] == {"channel": "webchat", "retry": True}
+    assert engine.calls[-1][2]["retry"] is True
+    assert engine.calls[-1][2]["risk"] == engine.calls[0][2]["risk"]  # the stored assessment, not a new one
 
 
 async def test_retries_stop_at_the_limit_and_the_message_is_given_up(sessions: Sessions) -> None:

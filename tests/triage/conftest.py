@@ -1,0 +1,30 @@
+"""Shared helpers of the triage tests: where the labelled development set is, and a copy of the protocol."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from triage_protocols.loader import PROTOCOLS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_SET = ROOT.parent / "shared" / "eval" / "risk_dev.tsv"
+
+
+@pytest.fixture
+def protocol_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped protocol files, for tests that break them on purpose."""
+    target = tmp_path / "protocols"
+    shutil.copytree(PROTOCOLS, target)
+    return target
+
+
+def require_dev_set() -> Path:
+    """The shared development set lives outside the repository (../shared/eval). Where a checkout has
+    no such neighbour (a CI machine may not), these rows are skipped with the reason shown in the
+    summary; the embedded examples and tests/triage/data/own_labelled.tsv still run everywhere."""
+    if not DEV_SET.exists():
+        pytest.skip(f"{DEV_SET.name} is not beside this checkout (../shared/eval)")
+    return DEV_SET

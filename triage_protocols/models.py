@@ -1,0 +1,364 @@
+"""The schema of every protocol file, so a typo in a reviewed YAML file fails loudly instead of silently.
+
+Every model forbids unknown keys: a misspelt `negatable:` or `respond_within_minute:` would otherwise be
+ignored and change what the engine does without anyone noticing. Cross-file checks (a rule naming a
+category that exists, instrument items being unique) live in `loader.py`, which sees all files at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from triage_protocols.results import Audience, Level
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+SignalId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- examples (every file carries some)
+
+
+class Example(Strict):
+    """A message and the level the protocol must give it; `check` and the tests run every one."""
+
+    text: str
+    level: Level
+    audience: Audience = "student"
+    # categories that must be among the signals that count, when the example is about one of them
+    signals: tuple[Name, ...] = ()
+    # recent messages of the same conversation, oldest first, passed to screen() as context
+    context: tuple[str, ...] = ()
+    note: str | None = None
+
+
+class HasExamples(Strict):
+    examples: tuple[Example, ...] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- version.yml
+
+
+class VersionFile(Strict):
+    version: Annotated[str, Field(pattern=r"^\S+$")]
+    status: Text
+    notes: str = ""
+
+
+# ---------------------------------------------------------------- levels.yml
+
+
+class Staffing(Strict):
+    staff: Annotated[int, Field(ge=0)]
+    family: bool = False
+    label: str | None = None
+
+
+class EscalationStep(Strict):
+    id: Name
+    action: Text
+    who: Text
+    within_minutes: Annotated[int, Field(ge=0)] | None = None
+
+
+class LevelSpec(Strict):
+    id: Level
+    name: Text
+    meaning: Text
+    respond_within_minutes: Annotated[int, Field(ge=0)] | None
+    follow_up_days: Annotated[int, Field(ge=0)] | None = None
+    staffing: Staffing
+    steps: tuple[EscalationStep, ...]
+
+
+class LevelsFile(HasExamples):
+    levels: tuple[LevelSpec, ...]
+
+    @model_validator(mode="after")
+    def _all_four_in_order(self) -> LevelsFile:
+        if tuple(spec.id for spec in self.levels) != tuple(Level):
+            raise ValueError(f"levels must be exactly {[level.value for level in Level]}, in that order")
+        return self
+
+
+# ---------------------------------------------------------------- terms.yml
+
+
+class TermsFile(HasExamples):
+    """Named regular-expression fragments, written `{name}` inside a pattern (e.g. `{pills}`)."""
+
+    terms: dict[Name, Text]
+
+
+# ---------------------------------------------------------------- normalise.yml
+
+
+class NormaliseExample(Strict):
+    text: str
+    normalised: str
+
+
+class NormaliseFile(HasExamples):
+    # whitespace-separated pairs of one traditional (or variant) character and its simplified form
+    characters: Text
+    # code points removed before matching (invisible characters, variation selectors)
+    remove: tuple[Annotated[str, Field(min_length=1, max_length=1)], ...]
+    # characters removed when they stand between two Chinese characters (自 杀, 自.杀, 自-杀)
+    joiners: Text
+    normalise_examples: tuple[NormaliseExample, ...] = Field(min_length=1)
+
+    @field_validator("characters")
+    @classmethod
+    def _pairs(cls, value: str) -> str:
+        seen: set[str] = set()
+        for pair in value.split():
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"{pair!r} is not a pair of two different characters")
+            if pair[0] in seen:
+                raise ValueError(f"{pair[0]!r} is mapped twice")
+            seen.add(pair[0])
+        return value
+
+
+# ---------------------------------------------------------------- modifiers.yml
+
+
+class Mask(Strict):
+    """Text that looks like risk but is not (笑死我了, 《活着》): blanked out before signals are matched."""
+
+    id: Name
+    patterns: tuple[Text, ...] = Field(min_length=1)
+    note: str | None = None
+
+
+class Negation(Strict):
+    negators: tuple[Text, ...] = Field(min_length=1)
+    # words that may stand between the negator and the signal: 不[会]自杀, 没有[想过]死
+    bridges: tuple[Text, ...] = ()
+    # how many characters before a signal are searched for a negator
+    window: Annotated[int, Field(ge=1, le=20)]
+    # a negated signal followed by one of these in its clause is a worried question, not a denial:
+    # 她不会想不开吧
+    question_endings: tuple[Text, ...] = ()
+
+
+class Resolution(Strict):
+    past: tuple[Text, ...] = Field(min_length=1)
+    resolved: tuple[Text, ...] = Field(min_length=1)
+    recurrence: tuple[Text, ...] = Field(min_length=1)
+
+
+class ThirdParty(Strict):
+    self_words: tuple[Text, ...] = Field(min_length=1)
+    others: tuple[Text, ...] = Field(min_length=1)
+
+
+class ModifiersFile(HasExamples):
+    clause_breaks: Text
+    masks: tuple[Mask, ...] = Field(min_length=1)
+    negation: Negation
+    resolution: Resolution
+    third_party: ThirdParty
+
+
+# ---------------------------------------------------------------- signals/*.yml
+
+
+class SignalSpec(Strict):
+    id: SignalId
+    patterns: tuple[Text, ...] = Field(min_length=1)
+    note: str | None = None
+
+    @field_validator("patterns")
+    @classmethod
+    def _no_named_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if "(?P<" in pattern or re.search(r"\(\?<[a-zA-Z]", pattern):
+                raise ValueError(f"named groups are reserved for the engine: {pattern!r}")
+        return value
+
+
+class CategorySpec(Strict):
+    id: Name
+    name: Text
+    description: Text
+    # a negator just before the signal (不会, 没有, 从来没) turns it into a denial
+    negatable: bool = True
+    # 以前…, 现在好了 turns it into a resolved history
+    resolvable: bool = False
+    signals: tuple[SignalSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ids_belong_to_category(self) -> CategorySpec:
+        for signal in self.signals:
+            if not signal.id.startswith(self.id + "."):
+                raise ValueError(f"signal {signal.id} must be named {self.id}.<something>")
+        return self
+
+
+class SignalsFile(HasExamples):
+    categories: tuple[CategorySpec, ...] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- rules.yml
+
+
+class Condition(Strict):
+    """When a rule fires. Categories count only when a signal of theirs is present (not negated/resolved)."""
+
+    all: tuple[Name, ...] = ()  # every one present
+    any: tuple[Name, ...] = ()  # at least one present
+    none: tuple[Name, ...] = ()  # none present
+    denied: tuple[Name, ...] = ()  # at least one matched but negated or resolved
+    third_party: bool | None = None  # a signal of the rule's categories is about someone else
+    audience: Audience | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if not (self.all or self.any or self.denied):
+            raise ValueError("a condition needs at least one of all, any or denied")
+        return self
+
+    def categories(self) -> tuple[str, ...]:
+        return self.all + self.any + self.none + self.denied
+
+
+class Rule(Strict):
+    id: Name
+    level: Level
+    description: Text
+    when: Condition
+
+
+class RulesFile(HasExamples):
+    rules: tuple[Rule, ...] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- intents.yml
+
+
+class IntentExample(Strict):
+    intent: str
+    level: Level
+
+
+class IntentsFile(Strict):
+    """The level each Rasa intent stands for: a model's prediction reaches a level through the protocol."""
+
+    intents: dict[Name, Level]
+    intent_examples: tuple[IntentExample, ...] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- instruments/*.yml
+
+
+class Option(Strict):
+    value: int | str
+    text: Text
+
+
+class Item(Strict):
+    id: Name
+    text: Text
+
+
+class Band(Strict):
+    min: Annotated[int, Field(ge=0)]
+    max: Annotated[int, Field(ge=0)]
+    outcome: Name
+    name: Text
+    level: Level
+    explanation: Text
+
+
+class Trigger(Strict):
+    """An item answer that overrides the total: PHQ-A item 9 above 0 leads to the ASQ, whatever the score."""
+
+    item: Name
+    min: Annotated[int, Field(ge=1)]
+    level: Level
+    next: Name | None = None
+    outcome: Name
+    explanation: Text
+
+
+class Outcome(Strict):
+    id: Name
+    name: Text
+    level: Level
+    explanation: Text
+
+
+class InstrumentExample(Strict):
+    answers: dict[Name, int | str | bool]
+    outcome: Name
+    level: Level
+    total: int | None = None
+    next: Name | None = None
+
+
+class InstrumentBase(Strict):
+    id: Name
+    name: Text
+    title: Text  # how the assistant introduces it to the user
+    ages: Text
+    period: Text
+    sources: tuple[Text, ...] = Field(min_length=1)
+    wording_note: Text
+    preamble: Text
+    options: tuple[Option, ...] = Field(min_length=2)
+    items: tuple[Item, ...] = Field(min_length=1)
+    examples: tuple[InstrumentExample, ...] = Field(min_length=1)
+
+
+class SumScore(InstrumentBase):
+    """Items scored by their option value and summed; bands of the total map to outcomes and levels."""
+
+    kind: Literal["sum_score"]
+    bands: tuple[Band, ...] = Field(min_length=1)
+    triggers: tuple[Trigger, ...] = ()
+
+    @model_validator(mode="after")
+    def _bands_cover_range(self) -> SumScore:
+        values = [o.value for o in self.options]
+        if not all(isinstance(v, int) for v in values):
+            raise ValueError("a sum_score instrument needs integer option values")
+        top = max(values) * len(self.items)  # type: ignore[operator]
+        expected = 0
+        for band in self.bands:
+            if band.min != expected or band.max < band.min:
+                raise ValueError(f"band {band.outcome} must start at {expected}")
+            expected = band.max + 1
+        if expected != top + 1:
+            raise ValueError(f"bands must cover 0..{top}")
+        ids = {i.id for i in self.items}
+        for trigger in self.triggers:
+            if trigger.item not in ids:
+                raise ValueError(f"trigger names unknown item {trigger.item}")
+        return self
+
+
+class YesNoScreen(InstrumentBase):
+    """The ASQ pattern: screening questions, then an acuity question when any answer is yes (or refused)."""
+
+    kind: Literal["yes_no_screen"]
+    acuity: Item
+    # option values meaning yes, and those treated as yes (a refusal counts as positive)
+    positive_values: tuple[int | str, ...] = Field(min_length=1)
+    outcomes: tuple[Outcome, ...]
+
+    @model_validator(mode="after")
+    def _three_outcomes(self) -> YesNoScreen:
+        if {o.id for o in self.outcomes} != {"negative", "non_acute_positive", "acute_positive"}:
+            raise ValueError("outcomes must be negative, non_acute_positive and acute_positive")
+        return self
+
+
+InstrumentFile = Annotated[SumScore | YesNoScreen, Field(discriminator="kind")]
