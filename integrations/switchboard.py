@@ -92,6 +92,9 @@ class Switchboard:
         self._retry_limit = retry_limit
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
+        # Screening is pure, never raises and takes well under a millisecond, so the assessment is
+        # stored in the same transaction as the message, before the engine sees either.
+        assessment = self._screen(inbound.text, inbound.audience or "student")
         async with self._sessions() as session:
             stored, duplicate = await messages.record_inbound(
                 session,
@@ -99,17 +102,14 @@ class Switchboard:
                 channel=inbound.channel,
                 external_id=inbound.external_id,
                 text=inbound.text,
+                assessment=assessment,
             )
             if duplicate:
                 log.info("redelivered message %s answered from the store", stored.id)
                 replies = await messages.replies_to(session, stored.id)
                 return Outcome(stored.id, stored.status or "", [Reply.of(r) for r in replies], duplicate=True)
-            assessment = self._screen(inbound.text, inbound.audience or "student")
-            stored = await messages.record_assessment(session, stored, assessment)
         if stored.risk_level in ("orange", "red"):
-            log.warning(
-                "message %s screened %s (rule %s)", stored.id, stored.risk_level, assessment.get("rule")
-            )
+            log.warning("message %s screened %s (rule %s)", stored.id, stored.risk_level, assessment.get("rule"))
         return await self._process(stored, self._metadata(inbound))
 
     async def retry_pending(self) -> int:

@@ -32,13 +32,22 @@ async def get_conversation(session: AsyncSession, conversation_id: str) -> Conve
 
 
 async def record_inbound(
-    session: AsyncSession, *, conversation_id: str, channel: str, external_id: str, text: str
+    session: AsyncSession,
+    *,
+    conversation_id: str,
+    channel: str,
+    external_id: str,
+    text: str,
+    assessment: dict[str, Any] | None = None,
 ) -> tuple[Message, bool]:
-    """Stores an inbound message and commits. Returns (message, True) when it was already stored.
+    """Stores an inbound message, with its triage assessment, and commits. Returns (message, True) when
+    it was already stored.
 
     The unique (channel, external_id) constraint decides, so two deliveries racing each other still
-    store one row.
+    store one row. An orange or red assessment is written to the audit log in the same transaction, so
+    it is on record even if the engine never answers.
     """
+    level = str((assessment or {}).get("level") or "") or None
     message = Message(
         conversation_id=conversation_id,
         direction=Direction.INBOUND,
@@ -47,9 +56,23 @@ async def record_inbound(
         external_id=external_id,
         text=text,
         status=InboundStatus.RECEIVED,
+        risk_level=level,
+        assessment=assessment,
     )
     session.add(message)
     try:
+        await session.flush()
+        if level in ("orange", "red"):
+            audit.append(
+                session,
+                actor="gateway",
+                action="risk_screened",
+                subject=conversation_id,
+                message_id=message.id,
+                level=level,
+                rule=(assessment or {}).get("rule"),
+                protocol_version=(assessment or {}).get("protocol_version"),
+            )
         await session.commit()
     except IntegrityError:
         await session.rollback()
@@ -58,26 +81,6 @@ async def record_inbound(
             raise
         return existing, True
     return message, False
-
-
-async def record_assessment(session: AsyncSession, inbound: Message, assessment: dict[str, Any]) -> Message:
-    """Keeps the triage assessment with the message it was made for, before the message is processed."""
-    inbound = await session.merge(inbound)
-    inbound.risk_level = str(assessment.get("level") or "")
-    inbound.assessment = assessment
-    if inbound.risk_level in ("orange", "red"):  # recorded here too, in case the engine never answers
-        audit.append(
-            session,
-            actor="gateway",
-            action="risk_screened",
-            subject=inbound.conversation_id,
-            message_id=inbound.id,
-            level=inbound.risk_level,
-            rule=assessment.get("rule"),
-            protocol_version=assessment.get("protocol_version"),
-        )
-    await session.commit()
-    return inbound
 
 
 async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:
