@@ -29,40 +29,25 @@ def sessions() -> async_sessionmaker[AsyncSession]:
     return _sessions or use_database(os.environ.get("XINQIAO_DATABASE_URL") or default_database_url())
 
 
-async def record_handoff(conversation_id: str, reason: str, **detail: Any) -> bool:
-    """Records that a person asked for, or needs, a human. False when the store could not be reached:
-    the user is answered all the same, and the failure is logged without personal data."""
+async def record(conversation_id: str, action: str, **detail: Any) -> bool:
+    """Appends one entry (codes only, never a word of the chat) to the audit log. False when the store
+    could not be reached: the user is answered all the same, and the failure is logged without
+    personal data."""
     try:
         async with sessions()() as session:
-            audit.append(
-                session,
-                actor="action_server",
-                action="handoff_requested",
-                subject=conversation_id,
-                reason=reason,
-                **detail,
-            )
+            audit.append(session, actor="action_server", action=action, subject=conversation_id, **detail)
             await session.commit()
     except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
-        log.exception("could not record a hand-off request (reason %s)", reason)
+        log.exception("could not record %s", action)
         return False
     return True
+
+
+async def record_handoff(conversation_id: str, reason: str, **detail: Any) -> bool:
+    """A person asked for, or needs, a human."""
+    return await record(conversation_id, "handoff_requested", reason=reason, **detail)
 
 
 async def record_checkin(conversation_id: str, accepted: bool, **detail: Any) -> bool:
-    """Records the answer to a check-in offer, so a counsellor can call back. False when the store
-    could not be reached; the user is answered all the same."""
-    try:
-        async with sessions()() as session:
-            audit.append(
-                session,
-                actor="action_server",
-                action="checkin_accepted" if accepted else "checkin_declined",
-                subject=conversation_id,
-                **detail,
-            )
-            await session.commit()
-    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
-        log.exception("could not record a check-in answer")
-        return False
-    return True
+    """The answer to a check-in offer, so a counsellor can call back."""
+    return await record(conversation_id, "checkin_accepted" if accepted else "checkin_declined", **detail)
