@@ -27,9 +27,14 @@ class ActionCheckinAnswer(XinqiaoAction):
         return [SlotSet("checkin_offered", False)]
 
 
-def offer_checkin(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict[str, Any]]:
+def offer_checkin(dispatcher: CollectingDispatcher) -> list[dict[str, Any]]:
+    """Offers to check in again; the next yes or no is answered by ActionCheckinAnswer."""
+    dispatcher.utter_message(response="utter_offer_checkin")
+    return [SlotSet("checkin_offered", True)]
+
+
+def offer_checkin_when_yellow(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict[str, Any]]:
     """Yellow: support, then an offer to check in again. Parents are offered a counsellor instead."""
     if screened(tracker).get("level") != "yellow" or tracker.get_slot("audience") == "parent":
         return []
-    dispatcher.utter_message(response="utter_offer_checkin")
-    return [SlotSet("checkin_offered", True)]
+    return offer_checkin(dispatcher)

@@ -31,6 +31,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction
 
 from actions.base import XinqiaoAction
+from actions.checkin import offer_checkin
 from actions.instrument_content import (
     content,
     frequency_hint,
@@ -383,8 +384,7 @@ class ActionSelfCheckResult(XinqiaoAction):
             await _record_handoff(tracker, result)
             return events + [SlotSet(NEXT_SLOT, "offer_counsellor")]
         if result.level is Level.YELLOW:
-            dispatcher.utter_message(response="utter_offer_checkin")
-            events.append(SlotSet("checkin_offered", True))
+            events += offer_checkin(dispatcher)
         return events + [SlotSet(NEXT_SLOT, "listen")]
 
 

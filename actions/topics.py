@@ -8,7 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
-from actions.checkin import offer_checkin
+from actions.checkin import offer_checkin_when_yellow
 from actions.guidance import guidance_for
 
 
@@ -27,4 +27,4 @@ class ActionTopicReply(XinqiaoAction):
             dispatcher.utter_message(response=f"utter_{intent}")
         else:
             dispatcher.utter_message(response="utter_default")
-        return offer_checkin(dispatcher, tracker)
+        return offer_checkin_when_yellow(dispatcher, tracker)

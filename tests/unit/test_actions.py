@@ -25,7 +25,6 @@ from triage_protocols import protocol_version
 from triage_protocols.directory import hotline_list
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "trackers"
-DOMAIN_DIR = Path(__file__).resolve().parents[2] / "bot" / "domain"
 
 
 def tracker(name: str) -> Tracker:

@@ -34,7 +34,6 @@ from triage_protocols.directory import hotline_list
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "trackers"
-DOMAIN_DIR = ROOT / "bot" / "domain"
 INTERRUPTING = {"request_human", "EXTERNAL_risk_red", "EXTERNAL_risk_orange", "EXTERNAL_risk_orange_other"}
 PHQ_NONE = {f"phq_{i}": 0 for i in range(1, 10)}
 
