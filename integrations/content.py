@@ -20,6 +20,7 @@ class ErrorTexts(BaseModel):
     too_long: str
     bad_request: str
     bad_session: str
+    store_down: str
 
 
 class GatewayTexts(BaseModel):

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, JSONResponse, file, json
+from sqlalchemy.exc import SQLAlchemyError
 
 from integrations.content import gateway_texts
 from integrations.inbound import InboundMessage, InvalidMessage, clean_text
@@ -22,6 +24,7 @@ CHANNEL = "webchat"
 PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_EXTERNAL_ID = 128
 
+log = logging.getLogger(__name__)
 webchat = Blueprint("webchat")
 
 
@@ -86,18 +89,24 @@ async def send_message(request: Request) -> JSONResponse:
         text = clean_text(body.get("text"), settings.max_text_length)
     except InvalidMessage as invalid:
         return _error(invalid.code, 400, limit=settings.max_text_length)
-    async with request.app.ctx.sessions() as session:
-        conversation = await messages.get_conversation(session, conversation_id)
-    if conversation is None:
-        return _error("bad_session", 401)
-    inbound = InboundMessage(
-        channel=CHANNEL,
-        external_id=f"{conversation_id}:{external_id}",
-        conversation_id=conversation_id,
-        text=text,
-        audience=conversation.audience,  # type: ignore[arg-type]
-    )
-    outcome = await request.app.ctx.switchboard.receive(inbound)
+    try:
+        async with request.app.ctx.sessions() as session:
+            conversation = await messages.get_conversation(session, conversation_id)
+        if conversation is None:
+            return _error("bad_session", 401)
+        inbound = InboundMessage(
+            channel=CHANNEL,
+            external_id=f"{conversation_id}:{external_id}",
+            conversation_id=conversation_id,
+            text=text,
+            audience=conversation.audience,  # type: ignore[arg-type]
+        )
+        outcome = await request.app.ctx.switchboard.receive(inbound)
+    except (SQLAlchemyError, OSError) as error:
+        # Without the store the message cannot be kept, so it is not processed either; the writer is
+        # asked to send it again and gets the numbers to call at once. No text of the message is logged.
+        log.error("store of record unavailable, message refused (%s)", type(error).__name__)
+        return _error("store_down", 503, hotline_list=directory.hotline_list())
     return json(_outcome_json(outcome))
 
 

@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 from sanic import Sanic
+from sqlalchemy.exc import OperationalError
 
 from integrations.content import failsafe_text, gateway_texts
 from integrations.gateway.app import create_app
 from integrations.settings import GatewaySettings
+from records import messages
 from tests.unit.fakes import FakeEngine
+from triage_protocols.directory import hotline_list
 
 Sanic.test_mode = True
 
@@ -136,6 +139,25 @@ async def test_engine_down_gives_the_failsafe_and_the_retry_reply_comes_later(
     assert await app.ctx.switchboard.retry_pending() == 1
     _, later = await app.asgi_client.get("/api/messages", params={"session": session, "after": last})
     assert [r["text"] for r in later.json["replies"]] == ["你好，我在。"]
+
+
+@pytest.mark.parametrize("failing", ["get_conversation", "record_inbound"])
+async def test_store_down_gives_the_numbers_and_asks_to_send_again(
+    app: Sanic, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    session = await _session(app)
+
+    async def store_unreachable(*_: object, **__: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("the database is down"))
+
+    monkeypatch.setattr(messages, failing, store_unreachable)
+    _, response = await app.asgi_client.post(
+        "/api/messages", json={"session": session, "message_id": "a", "text": "我不想活了"}
+    )
+    assert response.status == 503
+    assert response.json["error"] == "store_down"
+    assert hotline_list() in response.json["message"]
+    assert engine.calls == [] and engine.triggered == []  # nothing is processed that was not kept
 
 
 async def test_page_is_served_in_chinese(app: Sanic) -> None:
