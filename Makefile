@@ -59,6 +59,7 @@ bench: setup model ## run the benchmarks and print their tables
 	$(PY) benchmarks/triage_eval.py
 	$(PY) benchmarks/nlu_eval.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/escalation.py
 
 clean: ## remove trained models and local databases (keeps the environments)
 	rm -rf bot/models var

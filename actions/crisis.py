@@ -26,7 +26,14 @@ class ActionCrisisSupport(XinqiaoAction):
     ) -> list[dict[str, Any]]:
         intent = self.intent_of(tracker)
         self.hotlines(dispatcher, "utter_crisis_hotlines")
-        await record_handoff(tracker.sender_id, reason=f"crisis:{intent}", **turn_risk(tracker))
+        await record_handoff(
+            tracker.sender_id,
+            reason=f"crisis:{intent}",
+            origin="intent",
+            audience=self.audience_of(tracker),
+            subject=tracker.get_slot("risk_subject") or "self",
+            **turn_risk(tracker),
+        )
         guidance = guidance_for(intent, self.audience_of(tracker), signal_ids(tracker))
         if guidance is not None:
             self.guidance(dispatcher, guidance)

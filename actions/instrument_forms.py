@@ -153,7 +153,12 @@ def _asked_items() -> list[str]:
 def _ask_action(item_id: str) -> type[AskQuestion]:
     action_name = f"action_ask_{item_id}"
     class_name = f"ActionAsk_{item_id}"
-    attributes = {"item_id": item_id, "name": lambda self: action_name, "__module__": __name__, "__qualname__": class_name}
+    attributes = {
+        "item_id": item_id,
+        "name": lambda self: action_name,
+        "__module__": __name__,
+        "__qualname__": class_name,
+    }
     return type(class_name, (AskQuestion,), attributes)
 
 
@@ -399,6 +404,7 @@ async def _record_handoff(tracker: Tracker, result: Result, outcome: str | None 
     await record_handoff(
         tracker.sender_id,
         reason=f"{origin}:{outcome or result.outcome}",
+        origin="instrument",
         level=result.level.value,
         protocol_version=result.protocol_version,
     )

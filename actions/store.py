@@ -1,4 +1,9 @@
-"""The action server's handle on the store of record, opened on first use, never at import time."""
+"""The action server's handle on the store of record, opened on first use, never at import time.
+
+Every write here is best effort for the user's sake: if the store cannot be reached the user is answered
+all the same and the failure is logged (without personal data). The gateway has already stored the
+message and, at orange and red, opened the case, so the record does not depend on this process.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records import audit
 from records.db import create_engine, session_factory
+from records.escalation import Escalation, Origin, escalate
 from records.settings import default_database_url
+from triage_protocols import Level
+from triage_protocols.results import highest
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +51,66 @@ async def record(conversation_id: str, action: str, **detail: Any) -> bool:
     return True
 
 
-async def record_handoff(conversation_id: str, reason: str, **detail: Any) -> bool:
-    """A person asked for, or needs, a human."""
-    return await record(conversation_id, "handoff_requested", reason=reason, **detail)
+async def record_handoff(
+    conversation_id: str,
+    reason: str,
+    *,
+    origin: Origin = "handoff",
+    level: str | None = None,
+    signals: list[str] | None = None,
+    protocol_version: str | None = None,
+    audience: str | None = None,
+    subject: str = "self",
+    **detail: Any,
+) -> bool:
+    """A person asked for, or needs, a human: recorded, and the conversation's case opened or raised in
+    the same transaction, so the right people are paged. Never below yellow (a person was asked for);
+    below orange the request itself is what opens the case."""
+    known = level if level in Level.__members__.values() else None
+    case_level = highest([Level.YELLOW, *([Level(known)] if known else [])])
+    request = Escalation(
+        conversation_id=conversation_id,
+        level=case_level,
+        origin=origin if case_level.at_least(Level.ORANGE) else "handoff",
+        reason=reason[:64],
+        signals=tuple(signals or ()),
+        rule=detail.get("screen_rule"),
+        protocol_version=protocol_version,
+        subject="other" if subject == "other" else "self",
+        audience=audience,
+    )
+    given = {"level": level, "signals": signals, "protocol_version": protocol_version}
+    return await _escalate(
+        request,
+        "handoff_requested",
+        reason=reason,
+        **{key: value for key, value in given.items() if value is not None},
+        **detail,
+    )
 
 
 async def record_checkin(conversation_id: str, accepted: bool, **detail: Any) -> bool:
-    """The answer to a check-in offer, so a counsellor can call back."""
-    return await record(conversation_id, "checkin_accepted" if accepted else "checkin_declined", **detail)
+    """The answer to a check-in offer. A yes opens a yellow case (二包一), whose check-in date the staff
+    see; a no is only recorded."""
+    if not accepted:
+        return await record(conversation_id, "checkin_declined", **detail)
+    request = Escalation(
+        conversation_id=conversation_id, level=Level.YELLOW, origin="checkin", reason="checkin"
+    )
+    return await _escalate(request, "checkin_accepted", **detail)
+
+
+async def _escalate(request: Escalation, action: str, **detail: Any) -> bool:
+    try:
+        async with sessions()() as session:
+            audit.append(
+                session, actor="action_server", action=action, subject=request.conversation_id, **detail
+            )
+            result = await escalate(session, request)
+            await session.commit()
+    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
+        log.exception("could not record %s or escalate", action)
+        return False
+    if result.case_id is not None:
+        log.info("case %s at %s after %s", result.case_id, result.level, action)
+    return True

@@ -27,6 +27,7 @@ class GatewayTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     failsafe: str
+    no_counsellor_on_shift: str
     errors: ErrorTexts
 
 

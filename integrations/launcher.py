@@ -29,11 +29,20 @@ from typing import IO
 
 import httpx
 
+from records import crypto
 from records.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = ROOT / "var" / "secrets.env"
-SECRET_NAMES = ("XINQIAO_RASA_TOKEN", "XINQIAO_SESSION_SECRET")
+# Each secret and how a new one is made. Losing the encryption keys loses every note: a deployment keeps
+# them in its secret store, and rotates them with `python -m records rotate-keys`.
+SECRET_MAKERS = {
+    "XINQIAO_RASA_TOKEN": lambda: secrets.token_hex(32),
+    "XINQIAO_SESSION_SECRET": lambda: secrets.token_hex(32),
+    crypto.KEYS_VARIABLE: crypto.new_key,
+    crypto.LOOKUP_VARIABLE: lambda: secrets.token_hex(32),
+}
+SECRET_NAMES = tuple(SECRET_MAKERS)
 
 
 def free_port() -> int:
@@ -59,6 +68,8 @@ class StackConfig:
     models: Path = ROOT / "bot" / "models"
     rasa_token: str = ""
     session_secret: str = ""
+    encryption_keys: str = ""
+    lookup_key: str = ""
     log_dir: Path | None = None  # None: the processes write to this terminal
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -86,6 +97,8 @@ class StackConfig:
             tracker_url=f"sqlite:///{folder / 'tracker.db'}",
             rasa_token=secrets.token_hex(16),
             session_secret=secrets.token_hex(16),
+            encryption_keys=crypto.new_key(),
+            lookup_key=secrets.token_hex(16),
             log_dir=folder / "logs",
             extra_env=extra_env or {},
         )
@@ -100,6 +113,8 @@ class StackConfig:
             actions_port=int(env.get("XINQIAO_ACTIONS_PORT", "5055")),
             rasa_token=env.get("XINQIAO_RASA_TOKEN", ""),
             session_secret=env.get("XINQIAO_SESSION_SECRET", ""),
+            encryption_keys=env.get(crypto.KEYS_VARIABLE, ""),
+            lookup_key=env.get(crypto.LOOKUP_VARIABLE, ""),
         )
         if "XINQIAO_DATABASE_URL" in env:
             config.database_url = env["XINQIAO_DATABASE_URL"]
@@ -112,7 +127,7 @@ class StackConfig:
 
 def local_secrets() -> dict[str, str]:
     """Secrets for a machine that has none in its environment: made once, kept in var/ (mode 0600),
-    never committed. A deployment sets XINQIAO_RASA_TOKEN and XINQIAO_SESSION_SECRET itself."""
+    never committed. A deployment sets every name in SECRET_NAMES itself."""
     values: dict[str, str] = {}
     if SECRETS_FILE.exists():
         for line in SECRETS_FILE.read_text().splitlines():
@@ -121,19 +136,22 @@ def local_secrets() -> dict[str, str]:
                 values[name] = value
     missing = [name for name in SECRET_NAMES if name not in values]
     if missing:
-        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        values.update({name: SECRET_MAKERS[name]() for name in missing})
         SECRETS_FILE.parent.mkdir(parents=True, exist_ok=True)
         SECRETS_FILE.touch(mode=0o600)
+        SECRETS_FILE.chmod(0o600)  # touch sets the mode only when it creates the file
         SECRETS_FILE.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     return values
 
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:
-        if not config.rasa_token or not config.session_secret:
+        if not all((config.rasa_token, config.session_secret, config.encryption_keys, config.lookup_key)):
             generated = local_secrets()
             config.rasa_token = config.rasa_token or generated["XINQIAO_RASA_TOKEN"]
             config.session_secret = config.session_secret or generated["XINQIAO_SESSION_SECRET"]
+            config.encryption_keys = config.encryption_keys or generated[crypto.KEYS_VARIABLE]
+            config.lookup_key = config.lookup_key or generated[crypto.LOOKUP_VARIABLE]
         self.config = config
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, IO[bytes]] = {}
@@ -149,6 +167,8 @@ class Stack:
                 "XINQIAO_ACTIONS_URL": c.actions_url,
                 "XINQIAO_ACTIONS_WEBHOOK": f"{c.actions_url}/webhook",
                 "XINQIAO_SESSION_SECRET": c.session_secret,
+                crypto.KEYS_VARIABLE: c.encryption_keys,
+                crypto.LOOKUP_VARIABLE: c.lookup_key,
                 "XINQIAO_TRACKER_URL": c.tracker_url,
                 "SANIC_HOST": c.host,  # rasa-sdk binds to 0.0.0.0 unless told
                 "RASA_TELEMETRY_ENABLED": "false",  # no network but the registries here
@@ -176,8 +196,8 @@ class Stack:
                 str(ROOT / ".venv-engine" / "bin" / "rasa"),
                 "run",
                 "--enable-api",
-                "--auth-token",
-                c.rasa_token,
+                # one argument, so a token that starts with "-" is not read as an option
+                f"--auth-token={c.rasa_token}",
                 "--interface",
                 c.host,
                 "--port",

@@ -24,3 +24,8 @@ class GatewaySettings(BaseSettings):
     # How often the action server is probed; a reply given while it is down carries the fail-safe too.
     probe_interval_seconds: float = 2.0
     session_max_age_seconds: int = 30 * 24 * 3600
+    # The SLA watchdog's round (unclaimed cases, overdue follow-ups); pages are sent at once when a case
+    # is stored, and otherwise every dispatch interval (retries, the watchdog's pages).
+    watchdog_interval_seconds: float = 5.0
+    dispatch_interval_seconds: float = 1.0
+    page_max_attempts: int = 8

@@ -2,9 +2,11 @@
 
 1. Store the inbound message first (unique on channel + external id). A redelivery is answered from
    what is stored and never processed twice.
-2. Screen it with the triage protocol and store the assessment with it. At orange and red the crisis
-   path is triggered in the engine directly (integrations/triage_gate.py); otherwise the text goes to
-   the engine with the conversation's pseudonymous id.
+2. Screen it with the triage protocol and store the assessment with it. At orange and red the case is
+   opened (or raised) in the same transaction, with its staff and pages (records/escalation.py), and the
+   page dispatcher is woken; then the crisis path is triggered in the engine directly
+   (integrations/triage_gate.py). Otherwise the text goes to the engine with the conversation's
+   pseudonymous id. A red message while nobody is on shift also gets the numbers to call now.
 3. Store the replies and hand them back. When the engine does not answer in time, answer with the
    fail-safe script (hotline numbers) and keep the message for the retry worker. When the action
    server is down the engine's replies may be cut short, so the fail-safe script is added to them.
@@ -14,16 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from integrations.content import failsafe_text
+from integrations.content import failsafe_text, gateway_texts
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
-from integrations.triage_gate import risk_metadata, route_for
+from integrations.triage_gate import ESCALATING, present_signal_ids, risk_metadata, route_for, subject_at_risk
 from records import messages
+from records.escalation import Escalation, EscalationResult
 from records.models import Author, InboundStatus, Message
 from triage_protocols import screen
 
@@ -69,10 +72,42 @@ class Outcome:
     status: str
     replies: list[Reply]
     duplicate: bool = False
+    case_id: int | None = None
 
 
 def _always_up() -> bool:
     return True
+
+
+def _nothing() -> None:
+    return None
+
+
+def escalation_for(inbound: InboundMessage, assessment: dict[str, Any]) -> Escalation | None:
+    """The case a screened message opens or raises: orange and red only (yellow opens a case when the
+    person accepts a check-in or asks for someone, which the actions decide)."""
+    if assessment.get("level") not in ESCALATING:
+        return None
+    return Escalation(
+        conversation_id=inbound.conversation_id,
+        level=assessment["level"],
+        origin="screen",
+        reason=f"screen:{assessment.get('rule') or ''}"[:64],
+        signals=tuple(present_signal_ids(assessment)),
+        rule=assessment.get("rule"),
+        protocol_version=assessment.get("protocol_version"),
+        subject=subject_at_risk(assessment),
+        audience=inbound.audience,
+        channel=inbound.channel,
+    )
+
+
+def notices_for(case: EscalationResult | None) -> list[str]:
+    """What the gateway adds to the reply because of the case: when a red case finds nobody on shift,
+    the numbers to call now (the supervisor is paged all the same)."""
+    if case is not None and case.level == "red" and not case.on_call_available:
+        return [gateway_texts().no_counsellor_on_shift]
+    return []
 
 
 class Switchboard:
@@ -84,33 +119,47 @@ class Switchboard:
         actions_up: Callable[[], bool] = _always_up,
         retry_limit: int = 5,
         screen: Screen = screen_message,
+        on_escalated: Callable[[], None] = _nothing,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
         self._screen = screen
         self._actions_up = actions_up
         self._retry_limit = retry_limit
+        self._on_escalated = on_escalated
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         # Screening is pure, never raises and takes well under a millisecond, so the assessment is
         # stored in the same transaction as the message, before the engine sees either.
         assessment = self._screen(inbound.text, inbound.audience or "student")
         async with self._sessions() as session:
-            stored, duplicate = await messages.record_inbound(
+            result = await messages.record_inbound(
                 session,
                 conversation_id=inbound.conversation_id,
                 channel=inbound.channel,
                 external_id=inbound.external_id,
                 text=inbound.text,
                 assessment=assessment,
+                escalation=escalation_for(inbound, assessment),
             )
-            if duplicate:
+            stored = result.message
+            if result.duplicate:
                 log.info("redelivered message %s answered from the store", stored.id)
                 replies = await messages.replies_to(session, stored.id)
                 return Outcome(stored.id, stored.status or "", [Reply.of(r) for r in replies], duplicate=True)
-        if stored.risk_level in ("orange", "red"):
-            log.warning("message %s screened %s (rule %s)", stored.id, stored.risk_level, assessment.get("rule"))
-        return await self._process(stored, self._metadata(inbound))
+        case = result.case
+        if stored.risk_level in ESCALATING:
+            log.warning(
+                "message %s screened %s (rule %s), case %s",
+                stored.id,
+                stored.risk_level,
+                assessment.get("rule"),
+                case.case_id if case else None,
+            )
+        if case is not None and case.paged:
+            self._on_escalated()
+        outcome = await self._process(stored, self._metadata(inbound), notices=notices_for(case))
+        return replace(outcome, case_id=case.case_id if case else None)
 
     async def retry_pending(self) -> int:
         """Sends waiting messages to the engine again. Returns how many were answered this round."""
@@ -132,7 +181,9 @@ class Switchboard:
             metadata["audience"] = inbound.audience
         return metadata
 
-    async def _process(self, inbound: Message, metadata: dict[str, Any], *, retry: bool = False) -> Outcome:
+    async def _process(
+        self, inbound: Message, metadata: dict[str, Any], *, retry: bool = False, notices: Sequence[str] = ()
+    ) -> Outcome:
         assessment = inbound.assessment or {}
         try:
             # Only an orange message needs to know whether the ASQ is under way (its answers screen orange).
@@ -149,18 +200,19 @@ class Switchboard:
                 bot_replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
         except EngineUnavailable as error:
             log.warning("engine did not answer message %s (%s)", inbound.id, error)
-            return await self._failsafe(inbound, retry=retry)
+            return await self._failsafe(inbound, retry=retry, notices=notices)
         replies = [(r.text, r.payload()) for r in bot_replies]
         if not self._actions_up():
             log.warning("action server down while answering message %s; fail-safe added", inbound.id)
             replies.append((failsafe_text(), None))
+        replies += [(text, None) for text in notices]
         async with self._sessions() as session:
             stored = await messages.store_replies(
                 session, inbound, replies, author=Author.BOT, status=InboundStatus.ANSWERED
             )
         return Outcome(inbound.id, InboundStatus.ANSWERED, [Reply.of(r) for r in stored])
 
-    async def _failsafe(self, inbound: Message, *, retry: bool) -> Outcome:
+    async def _failsafe(self, inbound: Message, *, retry: bool, notices: Sequence[str] = ()) -> Outcome:
         async with self._sessions() as session:
             if retry:  # the user already has the fail-safe script; count the attempt only
                 updated = await messages.mark_failed_attempt(session, inbound, retry_limit=self._retry_limit)
@@ -170,7 +222,7 @@ class Switchboard:
             stored: Sequence[Message] = await messages.store_replies(
                 session,
                 inbound,
-                [(failsafe_text(), None)],
+                [(failsafe_text(), None), *((text, None) for text in notices)],
                 author=Author.SYSTEM,
                 status=InboundStatus.RETRY_PENDING,
             )

@@ -34,6 +34,11 @@ def subject_at_risk(assessment: dict[str, Any]) -> Literal["self", "other"]:
     return "self"
 
 
+def present_signal_ids(assessment: dict[str, Any]) -> list[str]:
+    """The ids of the signals that count (negated and resolved ones are kept in the record, not here)."""
+    return sorted({s["id"] for s in assessment.get("signals", []) if s.get("status", "present") == "present"})
+
+
 def route_for(assessment: dict[str, Any], active_loop: str | None = None) -> Route:
     level = assessment.get("level")
     if level not in ESCALATING or (level == "orange" and active_loop in ANSWERS_EXPECTED_AT_ORANGE):
@@ -44,13 +49,10 @@ def route_for(assessment: dict[str, Any], active_loop: str | None = None) -> Rou
         if level == "red"
         else f"EXTERNAL_risk_orange{'_other' if subject == 'other' else ''}"
     )
-    signal_ids = sorted(
-        {s["id"] for s in assessment.get("signals", []) if s.get("status", "present") == "present"}
-    )
     return Route(
         "intent",
         intent,
-        {"risk_level": level, "risk_subject": subject, "risk_signals": signal_ids},
+        {"risk_level": level, "risk_subject": subject, "risk_signals": present_signal_ids(assessment)},
     )
 
 
@@ -59,8 +61,6 @@ def risk_metadata(assessment: dict[str, Any]) -> dict[str, Any]:
     return {
         "level": assessment.get("level"),
         "rule": assessment.get("rule"),
-        "signals": sorted(
-            {s["id"] for s in assessment.get("signals", []) if s.get("status", "present") == "present"}
-        ),
+        "signals": present_signal_ids(assessment),
         "protocol_version": assessment.get("protocol_version"),
     }

@@ -1,24 +1,128 @@
-"""`python -m records upgrade`: bring the database named by XINQIAO_DATABASE_URL to the newest schema."""
+"""`python -m records …`: the store's maintenance commands, on the database named by XINQIAO_DATABASE_URL.
+
+upgrade                 bring the schema to the newest migration
+new-key                 print a new encryption key (put it first in XINQIAO_ENCRYPTION_KEYS)
+rotate-keys             re-encrypt every stored secret under the first key
+purge [--older-than-days N]   purge cases closed more than N days ago (XINQIAO_RETENTION_DAYS, 365)
+export CASE_ID [-o FILE]      a case as JSON for a handover (audited)
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from records.crypto import new_key
+from records.db import create_engine, session_factory
+from records.keys import rotate_all
 from records.migrate import upgrade
+from records.models import CounsellorRole, utcnow
+from records.retention import export_case, purge_closed
+from records.roster import add_counsellor, add_shift
 from records.settings import default_database_url
 
 
+def _url() -> str:
+    return os.environ.get("XINQIAO_DATABASE_URL") or default_database_url()
+
+
+def _with_session(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        engine = create_engine(_url())
+        try:
+            async with session_factory(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m records")
-    parser.add_argument("command", choices=["upgrade"])
-    parser.add_argument("--revision", default="head")
+    parser = argparse.ArgumentParser(prog="python -m records", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser("upgrade", help="apply the migrations")
+    migrate.add_argument("--revision", default="head")
+    commands.add_parser("new-key", help="print a new Fernet key")
+    commands.add_parser("rotate-keys", help="re-encrypt every secret under the first key")
+    purge = commands.add_parser("purge", help="purge closed cases past the retention period")
+    purge.add_argument(
+        "--older-than-days", type=int, default=int(os.environ.get("XINQIAO_RETENTION_DAYS", "365"))
+    )
+    export = commands.add_parser("export", help="export a case as JSON")
+    export.add_argument("case_id", type=int)
+    export.add_argument("-o", "--output", type=Path)
+    counsellor = commands.add_parser(
+        "add-counsellor", help="add a counsellor (and an on-call shift from now)"
+    )
+    counsellor.add_argument("handle")
+    counsellor.add_argument("--name", required=True)
+    counsellor.add_argument("--role", choices=[r.value for r in CounsellorRole], default="volunteer")
+    counsellor.add_argument("--on-call-hours", type=float)
+    shift = commands.add_parser("add-shift", help="add an on-call shift")
+    shift.add_argument("handle")
+    shift.add_argument("--hours", type=float, required=True)
+    shift.add_argument(
+        "--from", dest="starts", type=datetime.fromisoformat, help="with a time zone; default now"
+    )
     args = parser.parse_args(argv)
-    url = os.environ.get("XINQIAO_DATABASE_URL") or default_database_url()
-    upgrade(url, args.revision)
+
+    if args.command == "upgrade":
+        upgrade(_url(), args.revision)
+    elif args.command == "new-key":
+        print(new_key())
+    elif args.command == "rotate-keys":
+        for column, count in _with_session(rotate_all).items():
+            print(f"{column}: {count} values re-encrypted")
+    elif args.command == "purge":
+        purged = _with_session(lambda s: purge_closed(s, older_than=timedelta(days=args.older_than_days)))
+        print(f"purged {len(purged)} case(s) closed more than {args.older_than_days} days ago")
+    elif args.command == "export":
+        document = _with_session(lambda s: export_case(s, args.case_id, actor="command_line"))
+        text = json.dumps(document, ensure_ascii=False, indent=2)
+        if args.output:
+            args.output.write_text(text, encoding="utf-8")
+            args.output.chmod(0o600)
+        else:
+            print(text)
+    elif args.command == "add-counsellor":
+
+        async def add(session: AsyncSession) -> None:
+            added = await add_counsellor(session, args.handle, args.name, CounsellorRole(args.role))
+            if args.on_call_hours:
+                await add_shift(
+                    session, args.handle, utcnow(), utcnow() + timedelta(hours=args.on_call_hours)
+                )
+            print(f"counsellor {added.id} ({args.role}) added")
+
+        _with_session(add)
+    elif args.command == "add-shift":
+        starts = args.starts or utcnow()
+        if starts.tzinfo is None:
+            parser.error("--from needs a time zone, e.g. 2026-11-27T20:00+08:00")
+        _with_session(lambda s: add_shift(s, args.handle, starts, starts + timedelta(hours=args.hours)))
+        print(f"shift added for {args.handle}: {starts.isoformat()} + {args.hours} h")
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    """main(), with a request that does not fit the store (no such case, no such counsellor) reported in
+    one line instead of a traceback."""
+    try:
+        return main(argv)
+    except (LookupError, ValueError) as error:
+        print(f"python -m records: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import audit
+from records.escalation import Escalation, EscalationResult, escalate
 from records.models import Author, Conversation, Direction, InboundStatus, Message
 
 
@@ -31,6 +33,13 @@ async def get_conversation(session: AsyncSession, conversation_id: str) -> Conve
     return await session.get(Conversation, conversation_id)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredInbound:
+    message: Message
+    duplicate: bool  # already stored: a redelivery, answered from the store
+    case: EscalationResult | None = None
+
+
 async def record_inbound(
     session: AsyncSession,
     *,
@@ -39,13 +48,14 @@ async def record_inbound(
     external_id: str,
     text: str,
     assessment: dict[str, Any] | None = None,
-) -> tuple[Message, bool]:
-    """Stores an inbound message, with its triage assessment, and commits. Returns (message, True) when
-    it was already stored.
+    escalation: Escalation | None = None,
+) -> StoredInbound:
+    """Stores an inbound message, with its triage assessment, and commits.
 
     The unique (channel, external_id) constraint decides, so two deliveries racing each other still
-    store one row. An orange or red assessment is written to the audit log in the same transaction, so
-    it is on record even if the engine never answers.
+    store one row. An orange or red assessment is written to the audit log in the same transaction, and
+    `escalation` opens or raises the case with its assignments and pages in it too, so all of it is on
+    record even if the engine never answers, and none of it without the message.
     """
     level = str((assessment or {}).get("level") or "") or None
     message = Message(
@@ -73,14 +83,15 @@ async def record_inbound(
                 rule=(assessment or {}).get("rule"),
                 protocol_version=(assessment or {}).get("protocol_version"),
             )
+        case = await escalate(session, escalation) if escalation is not None else None
         await session.commit()
     except IntegrityError:
         await session.rollback()
         existing = await find_inbound(session, channel, external_id)
         if existing is None:  # the constraint fired for another reason; let the caller see it
             raise
-        return existing, True
-    return message, False
+        return StoredInbound(existing, duplicate=True)
+    return StoredInbound(message, duplicate=False, case=case)
 
 
 async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:

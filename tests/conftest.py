@@ -16,8 +16,14 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from records import crypto
 from records.db import create_engine, session_factory
 from records.migrate import upgrade
+
+# Encryption keys for the whole run, made up here: the store refuses to write a note without them, as a
+# deployment would. Stacks started by the tests inherit them through the environment.
+os.environ.setdefault(crypto.KEYS_VARIABLE, crypto.new_key())
+os.environ.setdefault(crypto.LOOKUP_VARIABLE, crypto.new_key())
 
 POSTGRES_URL = os.environ.get("XINQIAO_TEST_POSTGRES_URL", "postgresql+asyncpg://127.0.0.1:5432/test")
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from triage_protocols.models import (
     CategorySpec,
     Example,
+    FollowUpStep,
     InstrumentFile,
     IntentsFile,
     LevelsFile,
@@ -91,6 +92,7 @@ class Protocol:
     version: str
     root: Path
     levels: dict[Level, LevelSpec]
+    follow_up_plans: dict[str, tuple[FollowUpStep, ...]]
     categories: dict[str, CategorySpec]
     matchers: tuple[PatternMatcher, ...]
     modifiers: Modifiers
@@ -417,6 +419,7 @@ def _load(root: Path) -> Protocol:
         version=version.version,
         root=root,
         levels={spec.id: spec for spec in levels.levels},
+        follow_up_plans=dict(levels.follow_up_plans),
         categories=categories,
         matchers=tuple(matchers),
         modifiers=compiled_modifiers,

@@ -68,6 +68,34 @@ class EscalationStep(Strict):
     within_minutes: Annotated[int, Field(ge=0)] | None = None
 
 
+Paged = Literal["lead", "supervisor"]
+LadderStep = Literal["next_on_call", "supervisor"]
+
+
+class CasePolicy(Strict):
+    """When a level opens a case and who is paged; the case store (records/) acts on it.
+
+    `opens`: `always` (every message at this level), `on_request` (when the person accepts a check-in,
+    asks for a person, or a screening instrument lands here), `never`. `claim_within_minutes` is how long
+    the paged counsellor has to claim the case before the SLA watchdog takes the next step of
+    `if_unclaimed`, one step per deadline; the last step repeats until someone claims.
+    """
+
+    opens: Literal["always", "on_request", "never"]
+    claim_within_minutes: Annotated[int, Field(ge=1)] | None = None
+    page_at_once: tuple[Paged, ...] = ()
+    if_unclaimed: tuple[LadderStep, ...] = ()
+    # signal categories after which staff must judge whether contacting the family is safe before they
+    # do it (abuse at home): the family-contact task is marked so
+    family_safety_first_for: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _a_case_has_a_deadline(self) -> CasePolicy:
+        if self.opens != "never" and (self.claim_within_minutes is None or not self.page_at_once):
+            raise ValueError("a level that opens cases needs claim_within_minutes and page_at_once")
+        return self
+
+
 class LevelSpec(Strict):
     id: Level
     name: Text
@@ -75,11 +103,19 @@ class LevelSpec(Strict):
     respond_within_minutes: Annotated[int, Field(ge=0)] | None
     follow_up_days: Annotated[int, Field(ge=0)] | None = None
     staffing: Staffing
+    case: CasePolicy
     steps: tuple[EscalationStep, ...]
+
+
+class FollowUpStep(Strict):
+    after_days: Annotated[int, Field(ge=0)]
+    what: Text
 
 
 class LevelsFile(HasExamples):
     levels: tuple[LevelSpec, ...]
+    # named follow-up plans, e.g. `return_to_school`: what staff do, and how many days after the start
+    follow_up_plans: dict[Name, tuple[FollowUpStep, ...]]
 
     @model_validator(mode="after")
     def _all_four_in_order(self) -> LevelsFile:

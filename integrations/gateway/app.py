@@ -13,7 +13,9 @@ from sanic import Sanic
 
 from integrations.engine_client import RasaClient
 from integrations.gateway.health import health
-from integrations.gateway.workers import DependencyMonitor, run_every
+from integrations.gateway.workers import DependencyMonitor, run_every, watchdog_round
+from integrations.paging.dispatcher import PageDispatcher
+from integrations.paging.senders import ConsoleAlerts, LogSender, PageSender
 from integrations.settings import GatewaySettings
 from integrations.switchboard import Engine, Switchboard
 from integrations.webchat.routes import webchat
@@ -28,10 +30,11 @@ def create_app(
     *,
     engine: Engine | None = None,
     actions_up: Callable[[], bool] | None = None,
+    page_senders: list[PageSender] | None = None,
     name: str = "xinqiao_gateway",
 ) -> Sanic:
     """`engine` and `actions_up` stand in for Rasa and the action-server probe in tests; /healthz
-    still asks the real ones."""
+    still asks the real ones. `page_senders` adds senders (SMS, Telegram) to the console and the log."""
     settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
     app = Sanic(name)
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -45,6 +48,10 @@ def create_app(
         load_protocol()  # compiles the triage patterns once (about a second); a broken file stops the start
         app.ctx.db = create_engine(settings.database_url)
         app.ctx.sessions = session_factory(app.ctx.db)
+        # Pages and the watchdog have a connection of their own, so a page never queues behind a burst
+        # of inbound messages for SQLite's one connection per engine (records/db.py).
+        app.ctx.background_db = create_engine(settings.database_url)
+        app.ctx.background = session_factory(app.ctx.background_db)
         app.ctx.http = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
@@ -55,11 +62,20 @@ def create_app(
             settings.engine_timeout_seconds,
         )
         app.ctx.monitor = DependencyMonitor(app.ctx.http, f"{settings.actions_url.rstrip('/')}/health")
+        app.ctx.alerts = ConsoleAlerts()
+        senders: list[PageSender] = [app.ctx.alerts, LogSender(), *(page_senders or [])]
+        app.ctx.dispatcher = PageDispatcher(
+            app.ctx.background,
+            {sender.name: sender for sender in senders},
+            max_attempts=settings.page_max_attempts,
+            interval_seconds=settings.dispatch_interval_seconds,
+        )
         app.ctx.switchboard = Switchboard(
             app.ctx.sessions,
             engine or app.ctx.rasa,
             actions_up=actions_up or app.ctx.monitor.is_up,
             retry_limit=settings.retry_limit,
+            on_escalated=app.ctx.dispatcher.wake,
         )
 
     @app.after_server_start
@@ -69,10 +85,17 @@ def create_app(
             run_every(settings.retry_interval_seconds, app.ctx.switchboard.retry_pending),
             name="retry_pending",
         )
+        app.add_task(app.ctx.dispatcher.run_forever(), name="dispatch_pages")
+        app.add_task(
+            run_every(
+                settings.watchdog_interval_seconds, watchdog_round(app.ctx.background, app.ctx.dispatcher)
+            ),
+            name="watchdog",
+        )
 
     @app.before_server_stop
     async def stop_workers(app: Sanic) -> None:
-        for task_name in ("probe_actions", "retry_pending"):
+        for task_name in ("probe_actions", "retry_pending", "dispatch_pages", "watchdog"):
             try:
                 await app.cancel_task(task_name, raise_exception=False)
             except Exception:  # noqa: BLE001 - a task that never started is fine at shutdown
@@ -81,6 +104,7 @@ def create_app(
     @app.after_server_stop
     async def close_clients(app: Sanic) -> None:
         await app.ctx.http.aclose()
+        await app.ctx.background_db.dispose()
         await app.ctx.db.dispose()
 
     return app

@@ -1,4 +1,5 @@
-"""Background work inside the gateway: probing the action server and retrying unanswered messages."""
+"""Background work inside the gateway: probing the action server, retrying unanswered messages, and the
+SLA watchdog (records/watchdog.py) that re-pages unclaimed cases and surfaces overdue follow-ups."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations.engine_client import probe
+from integrations.paging.dispatcher import PageDispatcher
+from records import watchdog
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +52,18 @@ async def run_every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         except Exception:  # noqa: BLE001 - a worker must outlive one bad round
             log.exception("background job %s failed", getattr(job, "__qualname__", job))
         await asyncio.sleep(seconds)
+
+
+def watchdog_round(
+    sessions: async_sessionmaker[AsyncSession], dispatcher: PageDispatcher
+) -> Callable[[], Awaitable[watchdog.WatchdogRound]]:
+    """One watchdog round; wakes the dispatcher when it wrote pages, so they go out at once."""
+
+    async def round_() -> watchdog.WatchdogRound:
+        async with sessions() as session:
+            done = await watchdog.run_once(session)
+        if done.repaged_cases or done.overdue_follow_ups:
+            dispatcher.wake()
+        return done
+
+    return round_

@@ -8,6 +8,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -16,11 +18,21 @@ from sqlalchemy import select
 from actions.guidance import all_guidance, sections
 from integrations.content import failsafe_text
 from integrations.launcher import Stack, StackConfig, running
-from triage_protocols import instrument, score
 from records.db import create_engine, session_factory
 from records.migrate import upgrade
-from records.models import AuditEntry, Message
+from records.models import (
+    Assignment,
+    AuditEntry,
+    Case,
+    Counsellor,
+    FamilyContact,
+    Message,
+    OutboxItem,
+    Shift,
+    utcnow,
+)
 from tests.support import require_trained_model, variations
+from triage_protocols import instrument, score
 from triage_protocols.directory import hotline_list
 
 pytestmark = pytest.mark.engine
@@ -39,8 +51,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     )
     upgrade(config.database_url)
+    asyncio.run(_staff_the_line(config.database_url))
     with running(config, timeout=300) as started:
         yield started
+
+
+async def _staff_the_line(url: str) -> None:
+    """Three volunteers on shift now, and a supervisor with no shift (reached all the same)."""
+    engine = create_engine(url)
+    now = utcnow()
+    try:
+        async with session_factory(engine)() as session:
+            for handle, role in [
+                ("v1", "volunteer"),
+                ("v2", "volunteer"),
+                ("v3", "volunteer"),
+                ("s1", "supervisor"),
+            ]:
+                counsellor = Counsellor(handle=handle, display_name=handle, role=role)
+                session.add(counsellor)
+                await session.flush()
+                if role == "volunteer":
+                    session.add(
+                        Shift(
+                            counsellor_id=counsellor.id,
+                            starts_at=now - timedelta(hours=1),
+                            ends_at=now + timedelta(days=1),
+                        )
+                    )
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def read(stack: Stack, work: Any) -> Any:
+    """Runs `work(session)` against the stack's store of record."""
+
+    async def run() -> Any:
+        engine = create_engine(stack.config.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 class Chat:
@@ -69,16 +124,11 @@ def guidance(topic: str) -> list[str]:
 def audit(stack: Stack) -> list[tuple[str, dict]]:
     """(action, detail) of every audit entry, oldest first."""
 
-    async def read() -> list[tuple[str, dict]]:
-        engine = create_engine(stack.config.database_url)
-        try:
-            async with session_factory(engine)() as session:
-                rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
-                return [(r.action, r.detail) for r in rows]
-        finally:
-            await engine.dispose()
+    async def entries(session: Any) -> list[tuple[str, dict]]:
+        rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+        return [(r.action, r.detail) for r in rows]
 
-    return asyncio.run(read())
+    return read(stack, entries)
 
 
 def test_a_student_conversation(stack: Stack) -> None:
@@ -105,7 +155,9 @@ def test_a_student_at_orange_gets_the_numbers_then_the_asq_one_question_at_a_tim
     assert replies[-1] == items[0]  # the question comes from the protocol file
     assert [b["title"] for b in first[-1]["buttons"]] == [o.text for o in instrument("asq").options]
     requests = [d for action, d in audit(stack) if action == "handoff_requested"]
-    assert any(d.get("reason") == "crisis:EXTERNAL_risk_orange" and d.get("level") == "orange" for d in requests)
+    assert any(
+        d.get("reason") == "crisis:EXTERNAL_risk_orange" and d.get("level") == "orange" for d in requests
+    )
     assert texts(chat.say("是"))[-1] == items[1]
     assert texts(chat.say("不是"))[-1] == items[2]
     assert texts(chat.say("不是"))[-1] == items[3]
@@ -193,6 +245,34 @@ def test_a_red_message_gets_the_red_response_whatever_the_nlu_predicts(stack: St
     ]
     assert "110" in replies[1] and "12356" in replies[1]
     assert ("risk_screened", "red") in [(action, detail.get("level")) for action, detail in audit(stack)]
+
+    # The case: opened at red with the message, staffed 三包一 from the shift, the family task open, and
+    # the on-call lead and the supervisor paged, the pages already sent by the gateway's dispatcher.
+    async def the_case(session: Any) -> tuple[Any, ...]:
+        message = await session.scalar(select(Message).where(Message.text == text))
+        case = await session.scalar(select(Case).where(Case.conversation_id == message.conversation_id))
+        staff = (await session.scalars(select(Assignment).where(Assignment.case_id == case.id))).all()
+        family = (await session.scalars(select(FamilyContact).where(FamilyContact.case_id == case.id))).all()
+        pages = (await session.scalars(select(OutboxItem).where(OutboxItem.case_id == case.id))).all()
+        people = {c.id: c.handle for c in (await session.scalars(select(Counsellor))).all()}
+        return case, staff, family, pages, people
+
+    deadline = time.monotonic() + 10
+    while True:
+        case, staff, family, pages, people = read(stack, the_case)
+        if all(p.status == "sent" for p in pages) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert (case.level, case.status, case.opened_reason) == ("red", "open", f"screen:{case.rule}")
+    assert case.signals and case.protocol_version
+    assert sorted(a.role for a in staff) == ["lead", "second", "third"]
+    assert {people[a.counsellor_id] for a in staff} == {"v1", "v2", "v3"}
+    assert [f.status for f in family] == ["due"]
+    lead = next(a.counsellor_id for a in staff if a.role == "lead")
+    assert sorted((people[p.counsellor_id], p.payload["reason"]) for p in pages) == sorted(
+        [(people[lead], "case_opened"), ("s1", "case_opened")]
+    )
+    assert all(p.status == "sent" and "console" in p.delivered_via for p in pages)
 
 
 def test_a_yellow_message_gets_support_and_an_offer_to_check_in(stack: Stack) -> None:

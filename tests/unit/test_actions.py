@@ -10,7 +10,6 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-from sqlalchemy import select
 
 from actions import store
 from actions.checkin import ActionCheckinAnswer
@@ -18,9 +17,8 @@ from actions.crisis import ActionCrisisSupport
 from actions.guidance import all_guidance, guidance_for, sections
 from actions.handoff import ActionHandoff, ActionShareHotlines
 from actions.topics import ActionTopicReply
-from records.db import create_engine, session_factory
-from records.models import AuditEntry
 from tests.unit.dispatched import response, text
+from tests.unit.store_reads import audit_log, cases
 from triage_protocols import protocol_version
 from triage_protocols.directory import hotline_list
 
@@ -42,13 +40,8 @@ async def run(action: Action, fixture: str, domain: dict[str, Any]) -> tuple[lis
 
 
 async def audit_entries(url: str) -> list[tuple[str, str, str, dict[str, Any]]]:
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
-            return [(r.actor, r.action, r.subject, r.detail) for r in rows]
-    finally:
-        await engine.dispose()
+    """What the actions recorded themselves (the case entries are checked on their own)."""
+    return [(r.actor, r.action, r.subject, r.detail) for r in await audit_log(url)]
 
 
 async def test_a_student_topic_gets_the_student_reply(domain: dict[str, Any]) -> None:
@@ -131,6 +124,43 @@ async def test_handoff_says_how_to_reach_a_person_and_is_recorded(
     assert await audit_entries(recorded) == [
         ("action_server", "handoff_requested", "c0ffee06", {"reason": "request:request_human"})
     ]
+
+
+async def test_crisis_support_opens_a_case_at_the_combined_level(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    await run(ActionCrisisSupport(), "external_risk_red", domain)
+    [case] = await cases(recorded)
+    assert (case.conversation_id, case.level, case.status) == ("c0ffee10", "red", "open")
+    assert case.signals == ["suicide.ideation", "suicide.timing"]
+    assert case.protocol_version == protocol_version()
+    await run(ActionCrisisSupport(), "external_risk_red", domain)  # the same turn again: no second case
+    assert len(await cases(recorded)) == 1
+
+
+async def test_rasas_crisis_intent_alone_opens_an_orange_case(domain: dict[str, Any], recorded: str) -> None:
+    await run(ActionCrisisSupport(), "student_suicidal_thoughts", domain)
+    assert [(c.level, c.opened_reason) for c in await cases(recorded)] == [
+        ("orange", "crisis:suicidal_thoughts")
+    ]
+
+
+async def test_asking_for_a_person_opens_a_yellow_case(domain: dict[str, Any], recorded: str) -> None:
+    await run(ActionHandoff(), "student_request_human", domain)
+    assert [(c.level, c.opened_reason) for c in await cases(recorded)] == [
+        ("yellow", "request:request_human")
+    ]
+
+
+async def test_a_check_in_opens_a_yellow_case_and_a_no_opens_none(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    declined = tracker("student_accepts_checkin")
+    declined.latest_message["intent"]["name"] = "deny"
+    await ActionCheckinAnswer().run(CollectingDispatcher(), declined, domain)
+    assert await cases(recorded) == []
+    await run(ActionCheckinAnswer(), "student_accepts_checkin", domain)
+    assert [(c.level, c.opened_reason) for c in await cases(recorded)] == [("yellow", "checkin")]
 
 
 async def test_the_user_is_answered_even_when_the_store_is_down(

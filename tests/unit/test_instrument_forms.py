@@ -14,7 +14,6 @@ import pytest
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
-from sqlalchemy import select
 
 from actions import store
 from actions.instrument_content import content, frequency_hint, self_check_instruments
@@ -26,9 +25,8 @@ from actions.instrument_forms import (
     ValidateAsqForm,
     ValidateSelfCheckForm,
 )
-from records.db import create_engine, session_factory
-from records.models import AuditEntry
 from tests.unit.dispatched import response, text
+from tests.unit.store_reads import audit_log
 from triage_protocols import instrument, questions, score
 from triage_protocols.directory import hotline_list
 
@@ -105,13 +103,8 @@ def cleared(*slots: str) -> list[dict[str, Any]]:
 
 
 async def audit_entries(url: str) -> list[tuple[str, str, dict[str, Any]]]:
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
-            return [(r.action, r.subject, r.detail) for r in rows]
-    finally:
-        await engine.dispose()
+    """What the actions recorded themselves (the case entries are checked on their own)."""
+    return [(r.action, r.subject, r.detail) for r in await audit_log(url)]
 
 
 def screening(name: str, answers: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from integrations.content import failsafe_text
+from integrations.content import failsafe_text, gateway_texts
 from integrations.inbound import InboundMessage
 from integrations.switchboard import Switchboard
 from integrations.triage_gate import route_for, subject_at_risk
@@ -75,10 +75,17 @@ async def test_a_red_message_is_recorded_and_answered_even_when_the_engine_is_do
     engine = FakeEngine(down=True)
     conversation, outcome = await _say(sessions, engine, "我现在站在楼顶，准备跳下去了")
     assert outcome.status == InboundStatus.RETRY_PENDING  # type: ignore[attr-defined]
-    assert [r.text for r in outcome.replies] == [failsafe_text()]  # type: ignore[attr-defined]
+    # nobody is on shift in this store: the numbers to call now come right after the fail-safe script
+    assert [r.text for r in outcome.replies] == [  # type: ignore[attr-defined]
+        failsafe_text(),
+        gateway_texts().no_counsellor_on_shift,
+    ]
     async with sessions() as session:
         entries = (await session.scalars(select(AuditEntry).where(AuditEntry.subject == conversation))).all()
-    assert [(e.action, e.detail["level"]) for e in entries] == [("risk_screened", "red")]
+    assert [(e.action, e.detail["level"]) for e in entries] == [
+        ("risk_screened", "red"),
+        ("case_opened", "red"),
+    ]
     engine.down = False  # the retry takes the crisis path again, from the stored assessment
     switchboard = Switchboard(sessions, engine)
     assert await switchboard.retry_pending() == 1

@@ -1,26 +1,16 @@
-"""Typed SQLAlchemy models. The schema itself is built by the Alembic migrations, never by create_all."""
+"""Contacts, conversations and messages: who wrote (pseudonymously), on which thread, and every message."""
 
 from __future__ import annotations
 
 import enum
-import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String, Text, UniqueConstraint, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from records.crypto import EncryptedText
+from records.models.base import Base, UTCDateTime, new_id
 
 
 class Direction(enum.StrEnum):
@@ -44,8 +34,21 @@ class InboundStatus(enum.StrEnum):
     GAVE_UP = "gave_up"  # retried until the limit; a human must read it
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+class Contact(Base):
+    """A person who writes or calls, known only by a random id.
+
+    The channel address (a phone number, a Telegram chat id) is encrypted at rest; `address_digest` is a
+    keyed HMAC of it, so a returning sender is found without decrypting anything.
+    """
+
+    __tablename__ = "contact"
+    __table_args__ = (UniqueConstraint("channel", "address_digest"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(32))
+    address_digest: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(EncryptedText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
 class Conversation(Base):
@@ -55,8 +58,12 @@ class Conversation(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     channel: Mapped[str] = mapped_column(String(32))
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contact.id"), index=True)
     audience: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    # Set by every escalation. Updating this row first is the lock that makes escalations of one
+    # conversation take turns, on SQLite (the write lock) and on PostgreSQL (the row lock) alike.
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     messages: Mapped[list[Message]] = relationship(back_populates="conversation", order_by="Message.id")
 
@@ -85,20 +92,7 @@ class Message(Base):
     # ids and spans, protocol version; never a copy of the words), so every decision can be traced.
     risk_level: Mapped[str | None] = mapped_column(String(8), index=True)
     assessment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
-
-
-class AuditEntry(Base):
-    """Append-only: who did what to which record, and when. Holds ids and codes, never message text."""
-
-    __tablename__ = "audit_entry"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    actor: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(64), index=True)
-    subject: Mapped[str] = mapped_column(String(64), index=True)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
