@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +28,17 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import percentile, table  # noqa: E402
-from integrations.engine_client import BotReply  # noqa: E402
-from integrations.inbound import InboundMessage  # noqa: E402
-from integrations.paging.dispatcher import PageDispatcher  # noqa: E402
-from integrations.paging.senders import Page  # noqa: E402
-from integrations.switchboard import Switchboard  # noqa: E402
-from records import crypto, messages  # noqa: E402
-from records.db import create_engine, session_factory  # noqa: E402
-from records.migrate import upgrade  # noqa: E402
-from records.models import Counsellor, Shift, utcnow  # noqa: E402
-from triage_protocols import load_protocol  # noqa: E402
+from benchmarks.common import percentile, table
+from integrations.engine_client import BotReply
+from integrations.inbound import InboundMessage
+from integrations.paging.dispatcher import PageDispatcher
+from integrations.paging.senders import Page
+from integrations.switchboard import Switchboard
+from records import crypto, messages
+from records.db import create_engine, session_factory
+from records.migrate import upgrade
+from records.roster import put_on_call
+from triage_protocols import load_protocol
 
 RED = "药我已经准备好了，今晚就全吃下去"
 POSTGRES = "postgresql+asyncpg://127.0.0.1:5432/test"
@@ -75,28 +74,11 @@ class StopWatch:
         return self.arrived[case_id]
 
 
-async def _staff(sessions: Any) -> None:
-    now = utcnow()
-    async with sessions() as session:
-        for index in range(12):
-            role = "supervisor" if index >= 10 else "volunteer"
-            counsellor = Counsellor(handle=f"bench{index}", display_name=f"bench{index}", role=role)
-            session.add(counsellor)
-            await session.flush()
-            session.add(
-                Shift(
-                    counsellor_id=counsellor.id,
-                    starts_at=now - timedelta(hours=1),
-                    ends_at=now + timedelta(days=1),
-                )
-            )
-        await session.commit()
-
-
 async def _run(url: str, total: int, concurrency: int) -> dict[str, float]:
     db = create_engine(url)
     sessions = session_factory(db)
-    await _staff(sessions)
+    async with sessions() as session:
+        await put_on_call(session, volunteers=[f"v{i}" for i in range(10)], supervisors=["s0", "s1"])
     watch = StopWatch()
     # The dispatcher has a connection of its own, as in the gateway, so pages do not queue behind messages.
     paging_db = create_engine(url)

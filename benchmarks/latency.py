@@ -23,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import benchmark_stack, held_out, percentile, table  # noqa: E402
-from integrations.launcher import Stack  # noqa: E402
-from triage_protocols import screen  # noqa: E402
+from benchmarks.common import benchmark_stack, held_out, percentile, table
+from integrations.launcher import Stack
+from triage_protocols import screen
 
 
 class Path_:

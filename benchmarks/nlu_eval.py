@@ -16,7 +16,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import benchmark_stack, held_out, table  # noqa: E402
+from benchmarks.common import benchmark_stack, held_out, table
 
 
 def predicted_intent(parse: dict) -> str:

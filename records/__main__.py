@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records.crypto import new_key
-from records.db import create_engine, session_factory
+from records.db import with_session
 from records.keys import rotate_all
 from records.migrate import upgrade
 from records.models import CounsellorRole, utcnow
@@ -36,15 +36,7 @@ def _url() -> str:
 
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-    async def run() -> Any:
-        engine = create_engine(_url())
-        try:
-            async with session_factory(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(with_session(_url(), work))
 
 
 def main(argv: list[str] | None = None) -> int:

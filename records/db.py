@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -39,3 +41,14 @@ def create_engine(url: str) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def with_session[T](url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Runs one unit of work on a database named by URL, with an engine of its own that is disposed
+    afterwards: for commands, tests and benchmarks that touch a store once, not for a running service."""
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import audit
-from records.models import Counsellor, CounsellorRole, Shift
+from records.models import Counsellor, CounsellorRole, Shift, utcnow
 
 
 async def add_counsellor(
@@ -59,3 +60,34 @@ async def add_shift(
     )
     await session.commit()
     return shift
+
+
+async def put_on_call(
+    session: AsyncSession,
+    *,
+    volunteers: Sequence[str],
+    supervisors: Sequence[str] = (),
+    supervisors_on_shift: bool = True,
+    hours: float = 24,
+) -> list[Counsellor]:
+    """Adds counsellors on shift from an hour ago for `hours`: a demo line, a test's, a benchmark's.
+    Supervisors without a shift are still reached (records/staffing.py)."""
+    now = utcnow()
+    people = [(handle, CounsellorRole.VOLUNTEER) for handle in volunteers]
+    people += [(handle, CounsellorRole.SUPERVISOR) for handle in supervisors]
+    added = []
+    for handle, role in people:
+        counsellor = Counsellor(handle=handle, display_name=handle, role=role)
+        session.add(counsellor)
+        await session.flush()
+        if role == CounsellorRole.VOLUNTEER or supervisors_on_shift:
+            session.add(
+                Shift(
+                    counsellor_id=counsellor.id,
+                    starts_at=now - timedelta(hours=1),
+                    ends_at=now + timedelta(hours=hours),
+                )
+            )
+        added.append(counsellor)
+    await session.commit()
+    return added

@@ -8,7 +8,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from sqlalchemy import select
 from actions.guidance import all_guidance, sections
 from integrations.content import failsafe_text
 from integrations.launcher import Stack, StackConfig, running
-from records.db import create_engine, session_factory
+from records.db import with_session
 from records.migrate import upgrade
 from records.models import (
     Assignment,
@@ -28,9 +27,8 @@ from records.models import (
     FamilyContact,
     Message,
     OutboxItem,
-    Shift,
-    utcnow,
 )
+from records.roster import put_on_call
 from tests.support import require_trained_model, variations
 from triage_protocols import instrument, score
 from triage_protocols.directory import hotline_list
@@ -51,51 +49,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         },
     )
     upgrade(config.database_url)
-    asyncio.run(_staff_the_line(config.database_url))
+    # three volunteers on shift now, and a supervisor with no shift (reached all the same)
+    asyncio.run(
+        with_session(
+            config.database_url,
+            lambda s: put_on_call(
+                s, volunteers=["v1", "v2", "v3"], supervisors=["s1"], supervisors_on_shift=False
+            ),
+        )
+    )
     with running(config, timeout=300) as started:
         yield started
 
 
-async def _staff_the_line(url: str) -> None:
-    """Three volunteers on shift now, and a supervisor with no shift (reached all the same)."""
-    engine = create_engine(url)
-    now = utcnow()
-    try:
-        async with session_factory(engine)() as session:
-            for handle, role in [
-                ("v1", "volunteer"),
-                ("v2", "volunteer"),
-                ("v3", "volunteer"),
-                ("s1", "supervisor"),
-            ]:
-                counsellor = Counsellor(handle=handle, display_name=handle, role=role)
-                session.add(counsellor)
-                await session.flush()
-                if role == "volunteer":
-                    session.add(
-                        Shift(
-                            counsellor_id=counsellor.id,
-                            starts_at=now - timedelta(hours=1),
-                            ends_at=now + timedelta(days=1),
-                        )
-                    )
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
 def read(stack: Stack, work: Any) -> Any:
     """Runs `work(session)` against the stack's store of record."""
-
-    async def run() -> Any:
-        engine = create_engine(stack.config.database_url)
-        try:
-            async with session_factory(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return asyncio.run(with_session(stack.config.database_url, work))
 
 
 class Chat:
@@ -286,16 +255,11 @@ def test_messages_and_replies_are_stored(stack: Stack) -> None:
     chat = Chat(stack)
     chat.say("我是学生")
 
-    async def count() -> tuple[int, int]:
-        engine = create_engine(stack.config.database_url)
-        try:
-            async with session_factory(engine)() as session:
-                rows = (await session.scalars(select(Message))).all()
-                return sum(m.direction == "in" for m in rows), sum(m.direction == "out" for m in rows)
-        finally:
-            await engine.dispose()
+    async def count(session: Any) -> tuple[int, int]:
+        rows = (await session.scalars(select(Message))).all()
+        return sum(m.direction == "in" for m in rows), sum(m.direction == "out" for m in rows)
 
-    inbound, outbound = asyncio.run(count())
+    inbound, outbound = read(stack, count)
     assert inbound >= 1 and outbound >= inbound
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from records.db import create_engine, session_factory
+from records.db import with_session
 from records.models import AuditEntry, Case
 
 # What escalation adds to the audit log beside the entry an action writes itself.
@@ -15,12 +15,10 @@ CASE_ACTIONS = ("case_opened", "case_raised")
 
 
 async def _all(url: str, query: Any) -> Sequence[Any]:
-    engine = create_engine(url)
-    try:
-        async with session_factory(engine)() as session:
-            return (await session.scalars(query)).all()
-    finally:
-        await engine.dispose()
+    async def rows(session: Any) -> Sequence[Any]:
+        return (await session.scalars(query)).all()
+
+    return await with_session(url, rows)
 
 
 async def audit_log(url: str, *, with_cases: bool = False) -> Sequence[AuditEntry]:
