@@ -109,7 +109,7 @@ async def escalate(
 
     on_call = list(await staffing.on_call(session, now))
     result.on_call_available = bool(on_call)
-    added, result.understaffed = await _staff(session, case, on_call, now)
+    added, result.understaffed = await staff_case(session, case, on_call, now)
     if audit_action == "case_staffed" and not added:
         return result
     result.paged = await _page_at_once(session, case, result, now)
@@ -209,7 +209,7 @@ def _raise(case: Case, request: Escalation, level: Level, now: datetime) -> None
         case.escalation_stage = 0
 
 
-async def _staff(
+async def staff_case(
     session: AsyncSession, case: Case, on_call: list[Counsellor], now: datetime
 ) -> tuple[int, bool]:
     """Tops the case up to the level's staffing from the on-call pool, least loaded first. Returns how

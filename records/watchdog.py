@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import audit, paging, staffing
+from records.escalation import staff_case
 from records.models import Assignment, Case, CaseStatus, FollowUp, OutboxItem, utcnow
 from triage_protocols import level_spec
 
@@ -69,6 +70,10 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
     )
     if claimed.rowcount == 0:  # another watchdog took this step, or the case was claimed meanwhile
         return False
+    # A case opened while nobody was on shift has no staff yet: whoever is on shift now is assigned
+    # (least loaded first) before the ladder's step, so the case has people, not only pages.
+    await session.refresh(case, ["assignments"])
+    added, _ = await staff_case(session, case, list(await staffing.on_call(session, now)), now)
     ladder = policy.if_unclaimed or ("supervisor",)
     step = ladder[min(stage, len(ladder) - 1)]
     recipients = await _next_on_call(session, case, now) if step == "next_on_call" else []
@@ -100,6 +105,7 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
         stage=stage + 1,
         step=step,
         paged=paged,
+        assigned=added,
     )
     if not paged:
         log.error("case %s unclaimed at stage %s and nobody left to page", case.id, stage + 1)

@@ -231,3 +231,20 @@ async def test_a_follow_up_done_in_time_is_not_paged(sessions: Sessions, staff: 
 
     assert (await _run(sessions, now + timedelta(days=1, minutes=1))).overdue_follow_ups == 0
     assert await pages(sessions, case_id, reason="follow_up_overdue") == []
+
+
+async def test_a_case_opened_with_nobody_on_shift_is_staffed_when_people_come_on_shift(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor = await add_counsellor(sessions, "sup_night", role=CounsellorRole.SUPERVISOR)
+    _, case_id = await open_case(sessions, "red", now=now)
+    assert await assignments(sessions, case_id) == {}
+    morning = now + timedelta(minutes=10)
+    arrived = [await add_counsellor(sessions, f"early{i}", shift=around(morning)) for i in range(3)]
+    async with sessions() as session:
+        await watchdog.run_once(session, now=morning)
+    assert set((await assignments(sessions, case_id)).values()) == set(arrived)
+    [step] = await audit_entries(sessions, action="case_unclaimed")
+    assert (step.detail["assigned"], step.detail["step"]) == (3, "next_on_call")
+    [paged] = step.detail["paged"]  # one of the people who arrived, not the supervisor
+    assert paged in arrived and paged != supervisor
