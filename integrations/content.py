@@ -28,6 +28,7 @@ class GatewayTexts(BaseModel):
 
     failsafe: str
     no_counsellor_on_shift: str
+    with_counsellor_red: str
     errors: ErrorTexts
 
 

@@ -94,6 +94,27 @@ class RasaClient:
         except (httpx.HTTPError, ValueError, AttributeError) as error:
             raise EngineUnavailable(type(error).__name__) from error
 
+    async def pause(self, sender_id: str) -> None:
+        """Pauses the conversation in Rasa while a counsellor holds it: Rasa still logs what it is sent,
+        but runs no action. The switchboard does not send it the child's messages meanwhile; this is
+        the second lock on the same door."""
+        await self._event(sender_id, "pause")
+
+    async def resume(self, sender_id: str) -> None:
+        await self._event(sender_id, "resume")
+
+    async def _event(self, sender_id: str, event: str) -> None:
+        try:
+            response = await self._http.post(
+                f"{self._base}/conversations/{sender_id}/tracker/events",
+                params={"token": self._token, "include_events": "NONE"},
+                json=[{"event": event}],
+                timeout=self._timeout,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise EngineUnavailable(type(error).__name__) from error
+
     async def status(self) -> dict[str, Any]:
         """Rasa's /status (behind the token): which model is loaded."""
         response = await self._http.get(

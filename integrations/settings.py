@@ -29,3 +29,7 @@ class GatewaySettings(BaseSettings):
     watchdog_interval_seconds: float = 5.0
     dispatch_interval_seconds: float = 1.0
     page_max_attempts: int = 8
+    # The counsellor console's sign-in cookie: Secure only when served over HTTPS (a deployment sets
+    # XINQIAO_CONSOLE_SECURE_COOKIES=true), so that http://127.0.0.1 works on a developer's machine.
+    console_secure_cookies: bool = False
+    console_session_hours: float = 12.0

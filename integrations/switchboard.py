@@ -24,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from integrations.content import failsafe_text, gateway_texts
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
+from integrations.paging.senders import ChatEvent
 from integrations.triage_gate import ESCALATING, present_signal_ids, risk_metadata, route_for, subject_at_risk
-from records import messages
+from records import handoff, messages
 from records.escalation import Escalation, EscalationResult
 from records.models import Author, InboundStatus, Message
 from triage_protocols import screen
+from triage_protocols.directory import hotline_list
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ class Engine(Protocol):
     async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]: ...
 
     async def active_loop(self, sender_id: str) -> str | None: ...
+
+    async def pause(self, sender_id: str) -> None: ...
+
+    async def resume(self, sender_id: str) -> None: ...
 
 
 Screen = Callable[[str, str], dict[str, Any]]
@@ -83,6 +89,10 @@ def _nothing() -> None:
     return None
 
 
+def _ignore(_: ChatEvent) -> None:
+    return None
+
+
 def escalation_for(inbound: InboundMessage, assessment: dict[str, Any]) -> Escalation | None:
     """The case a screened message opens or raises: orange and red only (yellow opens a case when the
     person accepts a check-in or asks for someone, which the actions decide)."""
@@ -120,6 +130,7 @@ class Switchboard:
         retry_limit: int = 5,
         screen: Screen = screen_message,
         on_escalated: Callable[[], None] = _nothing,
+        on_message_for_counsellor: Callable[[ChatEvent], None] = _ignore,
     ) -> None:
         self._sessions = sessions
         self._engine = engine
@@ -127,6 +138,12 @@ class Switchboard:
         self._actions_up = actions_up
         self._retry_limit = retry_limit
         self._on_escalated = on_escalated
+        self._on_message_for_counsellor = on_message_for_counsellor
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this switchboard talks to (the console pauses and resumes conversations in it)."""
+        return self._engine
 
     async def receive(self, inbound: InboundMessage) -> Outcome:
         # Screening is pure, never raises and takes well under a millisecond, so the assessment is
@@ -158,8 +175,26 @@ class Switchboard:
             )
         if case is not None and case.paged:
             self._on_escalated()
-        outcome = await self._process(stored, self._metadata(inbound), notices=notices_for(case))
+        if result.held_by is not None:
+            outcome = await self._to_counsellor(stored, result.held_by)
+        else:
+            outcome = await self._process(stored, self._metadata(inbound), notices=notices_for(case))
         return replace(outcome, case_id=case.case_id if case else None)
+
+    async def _to_counsellor(self, inbound: Message, counsellor_id: int) -> Outcome:
+        """A counsellor holds the conversation: the message is theirs, the bot stays silent. A red
+        message still gets the numbers at once, while the counsellor reads it."""
+        replies: list[tuple[str, dict[str, Any] | None]] = []
+        if inbound.risk_level == "red":
+            replies.append((gateway_texts().with_counsellor_red.format(hotline_list=hotline_list()), None))
+        async with self._sessions() as session:
+            stored = await messages.store_replies(
+                session, inbound, replies, author=Author.SYSTEM, status=InboundStatus.TO_COUNSELLOR
+            )
+        self._on_message_for_counsellor(
+            ChatEvent(inbound.conversation_id, inbound.id, counsellor_id, inbound.risk_level)
+        )
+        return Outcome(inbound.id, InboundStatus.TO_COUNSELLOR, [Reply.of(r) for r in stored])
 
     async def retry_pending(self) -> int:
         """Sends waiting messages to the engine again. Returns how many were answered this round."""
@@ -167,6 +202,11 @@ class Switchboard:
             waiting = await messages.pending_retries(session)
         answered = 0
         for message in waiting:
+            async with self._sessions() as session:
+                holder = await handoff.holder_of(session, message.conversation_id)
+            if holder is not None:  # a counsellor took the conversation over meanwhile: it is theirs
+                await self._to_counsellor(message, holder)
+                continue
             outcome = await self._process(message, {"channel": message.channel, "retry": True}, retry=True)
             if outcome.status == InboundStatus.ANSWERED:
                 answered += 1

@@ -5,12 +5,15 @@ new-key                 print a new encryption key (put it first in XINQIAO_ENCR
 rotate-keys             re-encrypt every stored secret under the first key
 purge [--older-than-days N]   purge cases closed more than N days ago (XINQIAO_RETENTION_DAYS, 365)
 export CASE_ID [-o FILE]      a case as JSON for a handover (audited)
+create-admin HANDLE --name NAME   create a console administrator, or set an existing one's password
+                        (from XINQIAO_ADMIN_PASSWORD, else asked twice; never printed)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -27,7 +30,7 @@ from records.keys import rotate_all
 from records.migrate import upgrade
 from records.models import CounsellorRole, utcnow
 from records.retention import export_case, purge_closed
-from records.roster import add_counsellor, add_shift
+from records.roster import add_counsellor, add_shift, create_admin
 from records.settings import default_database_url
 
 
@@ -37,6 +40,23 @@ def _url() -> str:
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
     return asyncio.run(with_session(_url(), work))
+
+
+def _admin_password() -> str:
+    """XINQIAO_ADMIN_PASSWORD for scripted set-ups, else typed twice without echo."""
+    password = os.environ.get("XINQIAO_ADMIN_PASSWORD")
+    if password:
+        return password
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise ValueError("the two passwords differ; nothing changed")
+    return password
+
+
+def _create_admin(handle: str, name: str) -> None:
+    password = _admin_password()
+    counsellor, created = _with_session(lambda s: create_admin(s, handle, name, password))
+    print(f"admin {counsellor.id} {'created' if created else 'has a new password'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     shift.add_argument(
         "--from", dest="starts", type=datetime.fromisoformat, help="with a time zone; default now"
     )
+    admin = commands.add_parser("create-admin", help="create an admin, or set an existing admin's password")
+    admin.add_argument("handle")
+    admin.add_argument("--name", required=True)
     args = parser.parse_args(argv)
 
     if args.command == "upgrade":
@@ -103,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--from needs a time zone, e.g. 2026-11-27T20:00+08:00")
         _with_session(lambda s: add_shift(s, args.handle, starts, starts + timedelta(hours=args.hours)))
         print(f"shift added for {args.handle}: {starts.isoformat()} + {args.hours} h")
+    elif args.command == "create-admin":
+        _create_admin(args.handle, args.name)
     return 0
 
 

@@ -38,6 +38,7 @@ class StoredInbound:
     message: Message
     duplicate: bool  # already stored: a redelivery, answered from the store
     case: EscalationResult | None = None
+    held_by: int | None = None  # the counsellor who holds the conversation, if one does
 
 
 async def record_inbound(
@@ -84,6 +85,7 @@ async def record_inbound(
                 protocol_version=(assessment or {}).get("protocol_version"),
             )
         case = await escalate(session, escalation) if escalation is not None else None
+        held_by = await session.scalar(select(Conversation.held_by).where(Conversation.id == conversation_id))
         await session.commit()
     except IntegrityError:
         await session.rollback()
@@ -91,7 +93,7 @@ async def record_inbound(
         if existing is None:  # the constraint fired for another reason; let the caller see it
             raise
         return StoredInbound(existing, duplicate=True)
-    return StoredInbound(message, duplicate=False, case=case)
+    return StoredInbound(message, duplicate=False, case=case, held_by=held_by)
 
 
 async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:

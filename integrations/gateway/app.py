@@ -11,6 +11,8 @@ from collections.abc import Callable
 import httpx
 from sanic import Sanic
 
+from integrations.console.auth import console_auth
+from integrations.console.cases import console_cases
 from integrations.engine_client import RasaClient
 from integrations.gateway.health import health
 from integrations.gateway.workers import DependencyMonitor, run_every, watchdog_round
@@ -42,6 +44,8 @@ def create_app(
     app.ctx.settings = settings
     app.blueprint(webchat)
     app.blueprint(health)
+    app.blueprint(console_auth)
+    app.blueprint(console_cases)
 
     @app.before_server_start
     async def open_clients(app: Sanic) -> None:
@@ -76,6 +80,7 @@ def create_app(
             actions_up=actions_up or app.ctx.monitor.is_up,
             retry_limit=settings.retry_limit,
             on_escalated=app.ctx.dispatcher.wake,
+            on_message_for_counsellor=app.ctx.alerts.message_for_counsellor,
         )
 
     @app.after_server_start

@@ -28,6 +28,16 @@ class Page:
     address: str | None = field(default=None, repr=False)  # decrypted page address: never logged
 
 
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    """A child wrote in a conversation a counsellor holds: ids only, the console fetches the text."""
+
+    conversation_id: str
+    message_id: int
+    counsellor_id: int
+    level: str | None = None
+
+
 class PageSender(Protocol):
     name: str
 
@@ -50,23 +60,32 @@ class LogSender:
 
 
 class ConsoleAlerts:
-    """The console's side of pages: the newest ones, and a queue per listener (a websocket, a test)."""
+    """The console's live feed: pages, and messages for a counsellor who holds a conversation. Keeps the
+    newest of each and a queue per listener (a websocket, a test)."""
 
     name = "console"
 
     def __init__(self, keep: int = 500) -> None:
         self.recent: deque[Page] = deque(maxlen=keep)
-        self._listeners: set[asyncio.Queue[Page]] = set()
+        self.chat: deque[ChatEvent] = deque(maxlen=keep)
+        self._listeners: set[asyncio.Queue[Page | ChatEvent]] = set()
 
     async def send(self, page: Page) -> None:
         self.recent.append(page)
-        for queue in list(self._listeners):
-            queue.put_nowait(page)
+        self._publish(page)
 
-    def listen(self) -> asyncio.Queue[Page]:
-        queue: asyncio.Queue[Page] = asyncio.Queue()
+    def message_for_counsellor(self, event: ChatEvent) -> None:
+        self.chat.append(event)
+        self._publish(event)
+
+    def _publish(self, event: Page | ChatEvent) -> None:
+        for queue in list(self._listeners):
+            queue.put_nowait(event)
+
+    def listen(self) -> asyncio.Queue[Page | ChatEvent]:
+        queue: asyncio.Queue[Page | ChatEvent] = asyncio.Queue()
         self._listeners.add(queue)
         return queue
 
-    def stop_listening(self, queue: asyncio.Queue[Page]) -> None:
+    def stop_listening(self, queue: asyncio.Queue[Page | ChatEvent]) -> None:
         self._listeners.discard(queue)

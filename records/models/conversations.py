@@ -32,6 +32,7 @@ class InboundStatus(enum.StrEnum):
     ANSWERED = "answered"
     RETRY_PENDING = "retry_pending"  # the engine did not answer; the user got the fail-safe script
     GAVE_UP = "gave_up"  # retried until the limit; a human must read it
+    TO_COUNSELLOR = "to_counsellor"  # the conversation was held by a counsellor: theirs to answer
 
 
 class Contact(Base):
@@ -64,6 +65,10 @@ class Conversation(Base):
     # Set by every escalation. Updating this row first is the lock that makes escalations of one
     # conversation take turns, on SQLite (the write lock) and on PostgreSQL (the row lock) alike.
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Live handoff: the counsellor who holds the conversation now. While set, the user's messages go to
+    # that counsellor and the bot is silent (its tracker is paused in the engine).
+    held_by: Mapped[int | None] = mapped_column(ForeignKey("counsellor.id"))
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     messages: Mapped[list[Message]] = relationship(back_populates="conversation", order_by="Message.id")
 

@@ -34,6 +34,10 @@ class Counsellor(Base):
     page_channel: Mapped[str] = mapped_column(String(16), default="log")
     page_address: Mapped[str | None] = mapped_column(EncryptedText)
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # sign-in throttling: failures since the last success, and the lockout they caused
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 

@@ -18,6 +18,7 @@ class FakeEngine:
     triggered: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     loop: str | None = None  # the form Rasa is in
     on_call: Any = None  # an async callable run before answering, to look at the store mid-flight
+    paused: set[str] = field(default_factory=set)  # conversations paused for a counsellor
 
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
         self.calls.append((sender_id, text, metadata))
@@ -39,3 +40,13 @@ class FakeEngine:
         if self.down:
             raise EngineUnavailable("test: engine down")
         return self.loop
+
+    async def pause(self, sender_id: str) -> None:
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        self.paused.add(sender_id)
+
+    async def resume(self, sender_id: str) -> None:
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        self.paused.discard(sender_id)

@@ -19,12 +19,12 @@ from integrations.engine_client import BotReply
 from integrations.gateway.app import create_app
 from integrations.gateway.workers import watchdog_round
 from integrations.inbound import InboundMessage
-from integrations.settings import GatewaySettings
 from integrations.switchboard import Outcome, Switchboard
 from records import escalation as escalation_module
 from records import messages
 from records.models import AuditEntry, Case, FollowUp, InboundStatus, Message, OutboxItem, utcnow
 from tests.records.conftest import Staff, add_counsellor, around, seed_staff
+from tests.unit.apps import gateway_settings
 from tests.unit.fakes import FakeEngine
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -343,15 +343,9 @@ def engine() -> ConsoleWatchingEngine:
 
 @pytest.fixture
 def app(database_url: str, engine: ConsoleWatchingEngine) -> Iterator[Sanic]:
-    settings = GatewaySettings(
-        database_url=database_url,
-        rasa_url="http://127.0.0.1:9",
-        actions_url="http://127.0.0.1:9",
-        rasa_token="test-token",
-        session_secret="test-secret",
+    settings = gateway_settings(
+        database_url,
         engine_timeout_seconds=10.0,
-        retry_interval_seconds=3600,
-        probe_interval_seconds=3600,
         watchdog_interval_seconds=3600,
         dispatch_interval_seconds=30,  # only a wake sends it within the test's patience
     )

@@ -10,8 +10,8 @@ from sqlalchemy.exc import OperationalError
 
 from integrations.content import failsafe_text, gateway_texts
 from integrations.gateway.app import create_app
-from integrations.settings import GatewaySettings
 from records import messages
+from tests.unit.apps import gateway_settings
 from tests.unit.fakes import FakeEngine
 from triage_protocols.directory import hotline_list
 
@@ -25,16 +25,7 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def app(database_url: str, engine: FakeEngine) -> Iterator[Sanic]:
-    settings = GatewaySettings(
-        database_url=database_url,
-        rasa_url="http://127.0.0.1:9",  # nothing listens: /healthz must say so
-        actions_url="http://127.0.0.1:9",
-        rasa_token="test-token",
-        session_secret="test-secret",
-        engine_timeout_seconds=1.0,
-        retry_interval_seconds=3600,
-        probe_interval_seconds=3600,
-    )
+    settings = gateway_settings(database_url, engine_timeout_seconds=1.0)
     yield create_app(settings, engine=engine, actions_up=lambda: True, name=f"gateway_test_{id(engine)}")
 
 

@@ -1,0 +1,288 @@
+"""The console's case API: the queue, reading a case (audited), taking a conversation over, writing to
+the child, handing back, notes, closing. JSON only; the page that uses it comes with the console UI.
+
+Who may do what: every signed-in counsellor sees the queue (levels, waiting times, ids; no words); a
+volunteer opens, takes over and writes notes only on cases they are assigned to or hold; supervisors
+and admins on every case. Every read of a case is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from integrations.console.auth import require_counsellor
+from integrations.console.content import console_texts
+from integrations.engine_client import EngineUnavailable
+from integrations.inbound import InvalidMessage, clean_text
+from records import audit, cases, handoff
+from records.cases import CaseError
+from records.models import (
+    Assignment,
+    Case,
+    Conversation,
+    Counsellor,
+    CounsellorRole,
+    FamilyContact,
+    FollowUp,
+    Message,
+    Note,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+console_cases = Blueprint("console_cases", url_prefix="/console/api")
+
+SEES_EVERY_CASE = frozenset({CounsellorRole.SUPERVISOR, CounsellorRole.ADMIN})
+MAX_OUTCOME_LENGTH = 64
+
+
+def _error(code: str, status: int) -> HTTPResponse:
+    return json({"error": code}, status=status)
+
+
+async def _may_open(session: AsyncSession, counsellor: Counsellor, case: Case) -> bool:
+    if counsellor.role in SEES_EVERY_CASE or case.claimed_by == counsellor.id:
+        return True
+    assigned = await session.scalar(
+        select(Assignment.id).where(Assignment.case_id == case.id, Assignment.counsellor_id == counsellor.id)
+    )
+    return assigned is not None
+
+
+async def _case_for(request: Request, session: AsyncSession, case_id: int) -> Case | HTTPResponse:
+    case = await session.get(Case, case_id)
+    if case is None:
+        return _error("no_case", 404)
+    if not await _may_open(session, request.ctx.counsellor, case):
+        return _error("forbidden", 403)
+    return case
+
+
+def _body(request: Request) -> dict[str, Any]:
+    return request.json if isinstance(request.json, dict) else {}
+
+
+@console_cases.get("/queue")
+@require_counsellor()
+async def queue(request: Request) -> HTTPResponse:
+    """Open cases, the most serious first, then the longest waiting."""
+    me = request.ctx.counsellor
+    now = utcnow()
+    async with request.app.ctx.sessions() as session:
+        waiting = await cases.open_queue(session)
+        mine = set(await session.scalars(select(Assignment.case_id).where(Assignment.counsellor_id == me.id)))
+        held = dict(
+            (
+                await session.execute(
+                    select(Conversation.id, Conversation.held_by).where(
+                        Conversation.id.in_([c.conversation_id for c in waiting])
+                    )
+                )
+            ).all()
+        )
+    return json(
+        {
+            "cases": [
+                {
+                    "id": case.id,
+                    "level": case.level,
+                    "status": case.status,
+                    "waiting_seconds": round((now - case.opened_at).total_seconds()),
+                    "claim_by": case.claim_by.isoformat() if case.claim_by else None,
+                    "claimed_by": case.claimed_by,
+                    "held_by": held.get(case.conversation_id),
+                    "assigned_to_me": case.id in mine,
+                    "subject": case.subject,
+                }
+                for case in waiting
+            ]
+        }
+    )
+
+
+@console_cases.get("/cases/<case_id:int>")
+@require_counsellor()
+async def read_case(request: Request, case_id: int) -> HTTPResponse:
+    """The whole case with the conversation's history (child, bot, counsellors). The read is audited."""
+    me = request.ctx.counsellor
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        case = found
+
+        async def rows(model: Any, *where: Any) -> list[Any]:
+            return list(await session.scalars(select(model).where(*where).order_by(model.id)))
+
+        history = await rows(Message, Message.conversation_id == case.conversation_id)
+        notes = await rows(Note, Note.case_id == case.id)
+        staff = await rows(Assignment, Assignment.case_id == case.id)
+        family = await rows(FamilyContact, FamilyContact.case_id == case.id)
+        follow_ups = await rows(FollowUp, FollowUp.case_id == case.id)
+        holder = await handoff.holder_of(session, case.conversation_id)
+        audit.append(
+            session,
+            actor=f"counsellor:{me.id}",
+            action="case_read",
+            subject=case.conversation_id,
+            case_id=case.id,
+        )
+        await session.commit()
+    return json(
+        {
+            "case": {
+                "id": case.id,
+                "level": case.level,
+                "status": case.status,
+                "subject": case.subject,
+                "signals": case.signals,
+                "rule": case.rule,
+                "protocol_version": case.protocol_version,
+                "opened_at": case.opened_at.isoformat(),
+                "claimed_by": case.claimed_by,
+                "held_by": holder,
+                "outcome": case.outcome,
+            },
+            "messages": [
+                {
+                    "id": m.id,
+                    "direction": m.direction,
+                    "author": m.author,
+                    "text": m.text,
+                    "level": m.risk_level,
+                    "at": m.created_at.isoformat() if m.created_at else None,
+                }
+                for m in history
+            ],
+            "notes": [{"id": n.id, "author_id": n.author_id, "body": n.body} for n in notes],
+            "assignments": [{"counsellor_id": a.counsellor_id, "role": a.role} for a in staff],
+            "family_contacts": [{"id": f.id, "status": f.status, "detail": f.detail} for f in family],
+            "follow_ups": [
+                {
+                    "id": f.id,
+                    "kind": f.kind,
+                    "due_at": f.due_at.isoformat(),
+                    "done": f.done_at is not None,
+                    "what": f.what,
+                }
+                for f in follow_ups
+            ],
+        }
+    )
+
+
+@console_cases.post("/cases/<case_id:int>/claim")
+@require_counsellor()
+async def claim(request: Request, case_id: int) -> HTTPResponse:
+    """Takes the conversation over: one counsellor holds it, the bot is paused in the engine."""
+    me = request.ctx.counsellor
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        try:
+            conversation = await handoff.take_over(session, case_id, me.id)
+        except CaseError as refused:
+            return _error(str(refused), 409)
+    await _engine_call(request, "pause", conversation.id)
+    return json({"case_id": case_id, "held_by": me.id})
+
+
+@console_cases.post("/cases/<case_id:int>/messages")
+@require_counsellor()
+async def write_to_child(request: Request, case_id: int) -> HTTPResponse:
+    me = request.ctx.counsellor
+    try:
+        text = clean_text(_body(request).get("text"), request.app.ctx.settings.max_text_length)
+    except InvalidMessage as invalid:
+        return _error(invalid.code, 400)
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        try:
+            message = await handoff.counsellor_says(session, found.conversation_id, me.id, text)
+        except CaseError as refused:
+            return _error(str(refused), 409)
+    return json({"id": message.id}, status=201)
+
+
+@console_cases.post("/cases/<case_id:int>/release")
+@require_counsellor()
+async def release(request: Request, case_id: int) -> HTTPResponse:
+    """Hands the conversation back to the bot; the child reads the closing message first."""
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        conversation_id = found.conversation_id
+        try:
+            await handoff.hand_back(
+                session, conversation_id, request.ctx.counsellor.id, console_texts().hand_back
+            )
+        except CaseError as refused:
+            return _error(str(refused), 409)
+    await _engine_call(request, "resume", conversation_id)
+    return json({"case_id": case_id, "held_by": None})
+
+
+@console_cases.post("/cases/<case_id:int>/notes")
+@require_counsellor()
+async def add_note(request: Request, case_id: int) -> HTTPResponse:
+    body = _body(request).get("body")
+    if not isinstance(body, str) or not body.strip():
+        return _error("empty", 400)
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        note = await cases.add_note(session, case_id, request.ctx.counsellor.id, body.strip())
+    return json({"id": note.id}, status=201)
+
+
+@console_cases.post("/cases/<case_id:int>/close")
+@require_counsellor()
+async def close_case(request: Request, case_id: int) -> HTTPResponse:
+    """Closes with an outcome code; a conversation still held is handed back to the bot first."""
+    me = request.ctx.counsellor
+    outcome = _body(request).get("outcome")
+    if not isinstance(outcome, str) or not outcome.strip() or len(outcome) > MAX_OUTCOME_LENGTH:
+        return _error("bad_request", 400)
+    async with request.app.ctx.sessions() as session:
+        found = await _case_for(request, session, case_id)
+        if isinstance(found, HTTPResponse):
+            return found
+        conversation_id = found.conversation_id
+        held = await handoff.holder_of(session, conversation_id) == me.id
+        if held:
+            await handoff.hand_back(session, conversation_id, me.id, console_texts().hand_back)
+        try:
+            await cases.close(session, case_id, me.id, outcome.strip())
+        except CaseError as refused:
+            return _error(str(refused), 409)
+    if held:
+        await _engine_call(request, "resume", conversation_id)
+    return json({"case_id": case_id, "status": "closed"})
+
+
+@console_cases.get("/quick-replies")
+@require_counsellor()
+async def quick_replies(_: Request) -> HTTPResponse:
+    return json({"quick_replies": list(console_texts().quick_replies)})
+
+
+async def _engine_call(request: Request, what: str, conversation_id: str) -> None:
+    """Pauses or resumes the bot in the engine. Best effort: the switchboard already routes a held
+    conversation to its counsellor, so an engine that is down changes nothing the child sees."""
+    engine = request.app.ctx.switchboard.engine
+    try:
+        await (engine.pause if what == "pause" else engine.resume)(conversation_id)
+    except EngineUnavailable as failure:
+        log.warning("could not %s conversation in the engine (%s)", what, type(failure).__name__)

@@ -1,0 +1,559 @@
+"""Console sign-in as a counsellor's browser and the command line meet it: passwords, lockout, the rate
+limit, the session cookie, CSRF and roles, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from typing import Any
+
+import itsdangerous.timed
+import pytest
+from argon2 import PasswordHasher
+from sanic import Request, Sanic
+from sanic.response import json as json_response
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import records.__main__ as records_cli
+from integrations.console.auth import AttemptLimiter, require_counsellor
+from integrations.console.sessions import COOKIE, ConsoleSessions
+from integrations.gateway.app import create_app
+from integrations.settings import GatewaySettings
+from records import roster
+from records.db import with_session
+from records.models import AuditEntry, Counsellor, CounsellorRole, utcnow
+from tests.unit.apps import gateway_settings
+from tests.unit.fakes import FakeEngine
+
+Sanic.test_mode = True
+
+SECRET = "test-secret"
+PASSWORD = "correct horse battery"
+WRONG = "wrong-password-9d1e"
+HANDLE = "mei-handle-7f3a"  # distinctive, so a leak into a log or the audit is found
+GHOST = "ghost-handle-91c2"
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def _settings(database_url: str, **extra: Any) -> GatewaySettings:
+    return gateway_settings(database_url, session_secret=SECRET, **extra)
+
+
+def _with_test_routes(app: Sanic) -> Sanic:
+    """Two routes that exist only here: one for supervisors, one PUT for any counsellor."""
+
+    @app.get("/console/api/test/supervisors")
+    @require_counsellor("supervisor")
+    async def supervisors_only(request: Request):  # type: ignore[no-untyped-def]
+        return json_response({"id": request.ctx.counsellor.id, "role": request.ctx.counsellor.role})
+
+    @app.put("/console/api/test/change")
+    @require_counsellor()
+    async def change(request: Request):  # type: ignore[no-untyped-def]
+        return json_response({"changed_by": request.ctx.counsellor.id})
+
+    return app
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Sanic]:
+    name = f"console_test_{uuid.uuid4().hex[:8]}"
+    yield _with_test_routes(
+        create_app(_settings(database_url), engine=FakeEngine(), actions_up=lambda: True, name=name)
+    )
+
+
+async def _counsellor(
+    sessions: Sessions,
+    handle: str = HANDLE,
+    role: CounsellorRole = CounsellorRole.VOLUNTEER,
+    password: str | None = PASSWORD,
+) -> int:
+    async with sessions() as session:
+        counsellor = await roster.add_counsellor(session, handle, "梅老师", role)
+        if password is not None:
+            await roster.set_password(session, handle, password)
+        return counsellor.id
+
+
+async def _get(sessions: Sessions, counsellor_id: int) -> Counsellor:
+    async with sessions() as session:
+        counsellor = await session.get(Counsellor, counsellor_id)
+        assert counsellor is not None
+        return counsellor
+
+
+async def _audit(sessions: Sessions) -> list[AuditEntry]:
+    async with sessions() as session:
+        return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+
+def _cookie(response: Any) -> tuple[str, str]:
+    """The console cookie's value and its Set-Cookie header."""
+    for header in response.headers.get_list("set-cookie"):
+        jar = SimpleCookie()
+        jar.load(header)
+        if COOKIE in jar:
+            return jar[COOKIE].value, header
+    raise AssertionError("no console cookie set")
+
+
+async def _login(app: Sanic, handle: str = HANDLE, password: str = PASSWORD) -> Any:
+    _, response = await app.asgi_client.post(
+        "/console/api/login", json={"handle": handle, "password": password}
+    )
+    app.asgi_client.cookies.clear()  # every test sends the cookie itself, explicitly
+    return response
+
+
+async def _signed_in(app: Sanic, handle: str = HANDLE, password: str = PASSWORD) -> tuple[str, str]:
+    """A signed-in cookie and its CSRF token."""
+    response = await _login(app, handle, password)
+    assert response.status == 200, response.json
+    return _cookie(response)[0], response.json["csrf"]
+
+
+def _as(cookie: str, csrf: str | None = None) -> dict[str, str]:
+    headers = {"cookie": f"{COOKIE}={cookie}"}
+    if csrf is not None:
+        headers["X-CSRF-Token"] = csrf
+    return headers
+
+
+# --- passwords ---------------------------------------------------------------------------------------
+
+
+def test_passwords_are_argon2id_and_only_the_right_one_verifies() -> None:
+    hashed = roster.hash_password(PASSWORD)
+    assert hashed.startswith("$argon2id$")
+    assert PASSWORD not in hashed
+    assert roster.hash_password(PASSWORD) != hashed  # salted
+    assert roster.verify_password(hashed, PASSWORD)
+    assert not roster.verify_password(hashed, WRONG)
+    assert not roster.verify_password(None, PASSWORD)
+    assert not roster.verify_password("not a hash", PASSWORD)
+    assert not roster.needs_rehash(hashed)
+    assert roster.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
+
+
+async def test_set_password_refuses_short_passwords_and_keeps_none(sessions: Sessions) -> None:
+    counsellor_id = await _counsellor(sessions, password=None)
+    async with sessions() as session:
+        with pytest.raises(ValueError, match="10"):
+            await roster.set_password(session, HANDLE, "123456789")
+    assert (await _get(sessions, counsellor_id)).password_hash is None
+    async with sessions() as session:
+        await roster.set_password(session, HANDLE, "1234567890")
+    assert roster.verify_password((await _get(sessions, counsellor_id)).password_hash, "1234567890")
+    async with sessions() as session:
+        with pytest.raises(LookupError):
+            await roster.set_password(session, GHOST, PASSWORD)
+
+
+async def test_sign_in_rehashes_a_hash_made_with_old_parameters(sessions: Sessions) -> None:
+    counsellor_id = await _counsellor(sessions, password=None)
+    old = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)
+    async with sessions() as session:
+        await session.execute(
+            update(Counsellor).where(Counsellor.id == counsellor_id).values(password_hash=old)
+        )
+        await session.commit()
+    async with sessions() as session:
+        assert await roster.authenticate(session, HANDLE, PASSWORD, utcnow()) is not None
+    new = (await _get(sessions, counsellor_id)).password_hash
+    assert new != old
+    assert new is not None and not roster.needs_rehash(new) and roster.verify_password(new, PASSWORD)
+
+
+# --- the command line ----------------------------------------------------------------------------------
+
+
+def test_create_admin_reads_the_password_from_the_environment_and_never_prints_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("XINQIAO_DATABASE_URL", database_url)
+    monkeypatch.setenv("XINQIAO_ADMIN_PASSWORD", PASSWORD)
+    monkeypatch.setattr(records_cli.getpass, "getpass", _no_prompt)
+    assert records_cli.main(["create-admin", "root-admin", "--name", "管理员"]) == 0
+
+    async def admin(session: AsyncSession) -> Counsellor | None:
+        return await session.scalar(select(Counsellor).where(Counsellor.handle == "root-admin"))
+
+    created = asyncio.run(with_session(database_url, admin))
+    assert created is not None and created.role == CounsellorRole.ADMIN
+    assert roster.verify_password(created.password_hash, PASSWORD)
+
+    # again: the existing admin gets the new password, and no second admin is made
+    monkeypatch.setenv("XINQIAO_ADMIN_PASSWORD", "another password 2")
+    assert records_cli.main(["create-admin", "root-admin", "--name", "管理员"]) == 0
+    again = asyncio.run(with_session(database_url, admin))
+    assert again is not None and again.id == created.id
+    assert roster.verify_password(again.password_hash, "another password 2")
+    assert not roster.verify_password(again.password_hash, PASSWORD)
+
+    printed = capsys.readouterr()
+    assert PASSWORD not in printed.out + printed.err
+    assert "another password 2" not in printed.out + printed.err
+
+    async def entries(session: AsyncSession) -> list[AuditEntry]:
+        return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+    audit = asyncio.run(with_session(database_url, entries))
+    assert [e.action for e in audit] == ["counsellor_added", "password_set", "password_set"]
+    assert {e.subject for e in audit} == {f"counsellor:{created.id}"}
+    assert PASSWORD not in json.dumps([[e.actor, e.subject, e.detail] for e in audit], ensure_ascii=False)
+
+
+def _no_prompt(prompt: str = "") -> str:
+    raise AssertionError("asked for a password although XINQIAO_ADMIN_PASSWORD is set")
+
+
+def test_create_admin_asks_twice_and_refuses_a_mismatch_or_a_short_password(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XINQIAO_DATABASE_URL", database_url)
+    monkeypatch.delenv("XINQIAO_ADMIN_PASSWORD", raising=False)
+    typed = iter([PASSWORD, PASSWORD + "x", "short", "short"])
+    monkeypatch.setattr(records_cli.getpass, "getpass", lambda prompt="": next(typed))
+    assert records_cli.run(["create-admin", "root-admin", "--name", "管理员"]) == 2  # differ
+    assert records_cli.run(["create-admin", "root-admin", "--name", "管理员"]) == 2  # too short
+
+    async def count(session: AsyncSession) -> int:
+        return len(list(await session.scalars(select(Counsellor))))
+
+    assert asyncio.run(with_session(database_url, count)) == 0
+
+
+def test_create_admin_does_not_promote_a_volunteer(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XINQIAO_DATABASE_URL", database_url)
+    monkeypatch.setenv("XINQIAO_ADMIN_PASSWORD", PASSWORD)
+    assert records_cli.main(["add-counsellor", HANDLE, "--name", "梅老师"]) == 0
+    with pytest.raises(ValueError, match="not an admin"):
+        records_cli.main(["create-admin", HANDLE, "--name", "梅老师"])
+
+    async def volunteer(session: AsyncSession) -> Counsellor | None:
+        return await session.scalar(select(Counsellor).where(Counsellor.handle == HANDLE))
+
+    kept = asyncio.run(with_session(database_url, volunteer))
+    assert kept is not None and kept.role == CounsellorRole.VOLUNTEER and kept.password_hash is None
+
+
+# --- signing in ----------------------------------------------------------------------------------------
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_and_returns_the_csrf_token(
+    app: Sanic, sessions: Sessions
+) -> None:
+    counsellor_id = await _counsellor(sessions)
+    response = await _login(app)
+    assert response.status == 200
+    assert response.json["counsellor"] == {
+        "id": counsellor_id,
+        "handle": HANDLE,
+        "display_name": "梅老师",
+        "role": "volunteer",
+    }
+    value, header = _cookie(response)
+    attributes = [part.strip().lower() for part in header.split(";")]
+    assert "httponly" in attributes
+    assert "samesite=strict" in attributes
+    assert "path=/console" in attributes
+    assert "max-age=43200" in attributes  # 12 hours
+    assert "secure" not in attributes  # XINQIAO_CONSOLE_SECURE_COOKIES is off by default
+    csrf = response.json["csrf"]
+    assert csrf and csrf not in value
+
+    _, me = await app.asgi_client.get("/console/api/me", headers=_as(value))
+    assert me.status == 200
+    assert me.json == {"counsellor": response.json["counsellor"], "csrf": csrf}
+
+    counsellor = await _get(sessions, counsellor_id)
+    assert counsellor.last_login_at is not None and counsellor.failed_logins == 0
+    assert (await _audit(sessions))[-1].action == "sign_in"
+
+
+async def test_secure_cookies_when_configured(database_url: str, sessions: Sessions) -> None:
+    settings = _settings(database_url, console_secure_cookies=True, console_session_hours=1)
+    app = create_app(settings, engine=FakeEngine(), actions_up=lambda: True, name="console_secure")
+    await _counsellor(sessions)
+    _, header = _cookie(await _login(app))
+    attributes = [part.strip().lower() for part in header.split(";")]
+    assert "secure" in attributes and "max-age=3600" in attributes
+
+
+async def test_wrong_password_and_unknown_handle_are_refused_alike(app: Sanic, sessions: Sessions) -> None:
+    counsellor_id = await _counsellor(sessions)
+    for handle, password in ((HANDLE, WRONG), (GHOST, PASSWORD), (HANDLE, ""), (HANDLE.upper(), PASSWORD)):
+        response = await _login(app, handle, password)
+        assert response.status == 401
+        assert response.json == {"error": "bad_credentials"}
+        assert not response.headers.get_list("set-cookie")
+    failed = [e for e in await _audit(sessions) if e.action == "sign_in_failed"]
+    assert [e.subject for e in failed] == [
+        f"counsellor:{counsellor_id}",
+        "counsellor:unknown",
+        f"counsellor:{counsellor_id}",
+        "counsellor:unknown",
+    ]
+    assert (await _get(sessions, counsellor_id)).failed_logins == 2
+
+
+async def test_an_unknown_handle_is_checked_against_a_dummy_hash(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that it takes as long as a known handle: the timing reveals nothing."""
+    checked: list[str | None] = []
+    real = roster.verify_password
+
+    def spy(password_hash: str | None, password: str) -> bool:
+        checked.append(password_hash)
+        return real(password_hash, password)
+
+    await _counsellor(sessions)
+    monkeypatch.setattr(roster, "verify_password", spy)
+    async with sessions() as session:
+        assert await roster.authenticate(session, GHOST, PASSWORD, utcnow()) is None
+    assert checked == [None]
+
+    started = time.perf_counter()
+    assert not real(None, PASSWORD)
+    dummy = time.perf_counter() - started
+    started = time.perf_counter()
+    assert not real(roster.hash_password(PASSWORD), WRONG)
+    assert dummy > (time.perf_counter() - started) / 6  # a real argon2 check, not a shortcut
+
+
+async def test_malformed_login_bodies_are_refused(app: Sanic) -> None:
+    for body in ('{"handle": 1, "password": "x"}', "[]", "not json", '{"handle": "a"}'):
+        _, response = await app.asgi_client.post(
+            "/console/api/login", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status == 400
+        assert response.json == {"error": "bad_request"}
+
+
+async def test_five_failures_lock_the_account_even_against_the_right_password(
+    app: Sanic, sessions: Sessions
+) -> None:
+    counsellor_id = await _counsellor(sessions)
+    statuses = [(await _login(app, HANDLE, WRONG)).status for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 423]
+    locked = await _login(app)
+    assert locked.status == 423
+    assert locked.json == {"error": "locked"}
+    counsellor = await _get(sessions, counsellor_id)
+    assert counsellor.locked_until is not None
+    assert timedelta(minutes=14) < counsellor.locked_until - utcnow() <= timedelta(minutes=15)
+    assert [e.action for e in await _audit(sessions)].count("account_locked") == 1
+
+    # the lock passes
+    async with sessions() as session:
+        await session.execute(
+            update(Counsellor)
+            .where(Counsellor.id == counsellor_id)
+            .values(locked_until=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+    assert (await _login(app)).status == 200
+    counsellor = await _get(sessions, counsellor_id)
+    assert counsellor.failed_logins == 0 and counsellor.locked_until is None
+
+
+async def test_a_lock_lasts_fifteen_minutes_and_then_the_count_starts_again(sessions: Sessions) -> None:
+    await _counsellor(sessions)
+    now = utcnow()
+    for _ in range(5):
+        async with sessions() as session:
+            assert await roster.authenticate(session, HANDLE, WRONG, now) is None
+    async with sessions() as session:
+        assert await roster.authenticate(session, HANDLE, PASSWORD, now + timedelta(minutes=14)) is None
+    later = now + timedelta(minutes=15, seconds=1)
+    async with sessions() as session:  # one failure after the lock does not lock again at once
+        assert (await roster.attempt_sign_in(session, HANDLE, WRONG, later)).outcome == "bad_credentials"
+    async with sessions() as session:
+        signed_in = await roster.authenticate(session, HANDLE, PASSWORD, later)
+    assert signed_in is not None and signed_in.handle == HANDLE
+
+
+async def test_an_inactive_counsellor_cannot_sign_in_and_is_signed_out(
+    app: Sanic, sessions: Sessions
+) -> None:
+    counsellor_id = await _counsellor(sessions)
+    cookie, _ = await _signed_in(app)
+    async with sessions() as session:
+        await session.execute(update(Counsellor).where(Counsellor.id == counsellor_id).values(active=False))
+        await session.commit()
+    response = await _login(app)
+    assert response.status == 401 and response.json == {"error": "bad_credentials"}
+    _, me = await app.asgi_client.get("/console/api/me", headers=_as(cookie))
+    assert me.status == 401 and me.json == {"error": "signed_out"}
+    assert "max-age=0" in _cookie(me)[1].lower()  # the browser forgets the dead cookie
+    failed = [e for e in await _audit(sessions) if e.action == "sign_in_failed"]
+    assert failed[-1].detail == {"reason": "inactive"}
+
+
+# --- the rate limit ------------------------------------------------------------------------------------
+
+
+async def test_the_eleventh_attempt_in_a_minute_is_rate_limited(app: Sanic, sessions: Sessions) -> None:
+    await _counsellor(sessions)
+    for _ in range(10):
+        assert (await _login(app, GHOST, WRONG)).status == 401
+    response = await _login(app)  # even the right password
+    assert response.status == 429
+    assert response.json == {"error": "rate_limited"}
+
+
+def test_the_limiter_slides_and_keeps_addresses_apart() -> None:
+    now = [0.0]
+    limiter = AttemptLimiter(10, 60, clock=lambda: now[0], max_keys=3)
+    assert all(limiter.allow("10.0.0.1") for _ in range(10))
+    assert not limiter.allow("10.0.0.1")
+    assert limiter.allow("10.0.0.2")
+    now[0] = 59.0
+    assert not limiter.allow("10.0.0.1")
+    now[0] = 60.5
+    assert limiter.allow("10.0.0.1")
+    for address in ("a", "b", "c", "d"):  # more addresses than it keeps: memory stays bounded
+        assert limiter.allow(address)
+    assert len(limiter._attempts) <= 3
+
+
+# --- sessions and CSRF ---------------------------------------------------------------------------------
+
+
+async def test_me_without_a_cookie_is_signed_out(app: Sanic) -> None:
+    _, response = await app.asgi_client.get("/console/api/me")
+    assert response.status == 401
+    assert response.json == {"error": "signed_out"}
+
+
+async def test_a_forged_tampered_or_expired_cookie_is_signed_out(
+    app: Sanic, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counsellor_id = await _counsellor(sessions)
+    cookie, _ = await _signed_in(app)
+    payload, rest = cookie.split(".", 1)
+    other, _ = await _counsellor_cookie(sessions, counsellor_id, "another-secret")
+    web_chat = itsdangerous.URLSafeTimedSerializer(SECRET, salt="xinqiao.webchat.session").dumps(
+        {"c": counsellor_id}
+    )
+    tampered = [
+        payload[:-1] + ("A" if payload[-1] != "A" else "B") + "." + rest,
+        cookie[:-1] + ("A" if cookie[-1] != "A" else "B"),
+        other,  # signed with another secret
+        web_chat,  # a web chat session is no console session
+        "",
+    ]
+    for value in tampered:
+        _, response = await app.asgi_client.get("/console/api/me", headers=_as(value))
+        assert response.status == 401, value
+        assert response.json == {"error": "signed_out"}
+
+    thirteen_hours_ago = int(time.time()) - 13 * 3600
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: thirteen_hours_ago)
+    expired, _ = await _counsellor_cookie(sessions, counsellor_id, SECRET)
+    monkeypatch.undo()
+    _, response = await app.asgi_client.get("/console/api/me", headers=_as(expired))
+    assert response.status == 401
+
+
+async def _counsellor_cookie(sessions: Sessions, counsellor_id: int, secret: str) -> tuple[str, str]:
+    counsellor = await _get(sessions, counsellor_id)
+    tokens = ConsoleSessions(secret, 12 * 3600)
+    value, session = tokens.issue(counsellor.id, counsellor.password_hash)
+    return value, tokens.csrf_token(session)
+
+
+async def test_state_changing_requests_need_the_sessions_csrf_token(app: Sanic, sessions: Sessions) -> None:
+    await _counsellor(sessions)
+    cookie, csrf = await _signed_in(app)
+    second_cookie, second_csrf = await _signed_in(app)
+    assert second_csrf != csrf  # bound to the session, not to the counsellor
+    for path, method in (("/console/api/test/change", "put"), ("/console/api/logout", "post")):
+        for token in (None, "", "0" * len(csrf), second_csrf, csrf.upper(), csrf + " "):
+            _, response = await getattr(app.asgi_client, method)(path, headers=_as(cookie, token))
+            assert response.status == 403, (path, token)
+            assert response.json == {"error": "csrf"}
+    _, changed = await app.asgi_client.put("/console/api/test/change", headers=_as(cookie, csrf))
+    assert changed.status == 200
+    _, logged_out = await app.asgi_client.post("/console/api/logout", headers=_as(second_cookie, second_csrf))
+    assert logged_out.status == 200
+    value, header = _cookie(logged_out)
+    assert value == "" and "max-age=0" in header.lower() and "path=/console" in header.lower()
+    assert (await _audit(sessions))[-1].action == "sign_out"
+
+
+async def test_a_supervisor_route_refuses_a_volunteer(app: Sanic, sessions: Sessions) -> None:
+    await _counsellor(sessions, HANDLE, CounsellorRole.VOLUNTEER)
+    supervisor_id = await _counsellor(sessions, "lead-supervisor", CounsellorRole.SUPERVISOR)
+    volunteer, _ = await _signed_in(app)
+    _, refused = await app.asgi_client.get("/console/api/test/supervisors", headers=_as(volunteer))
+    assert refused.status == 403
+    assert refused.json == {"error": "forbidden"}
+    supervisor, _ = await _signed_in(app, "lead-supervisor")
+    _, allowed = await app.asgi_client.get("/console/api/test/supervisors", headers=_as(supervisor))
+    assert allowed.status == 200
+    assert allowed.json == {"id": supervisor_id, "role": "supervisor"}
+    _, anonymous = await app.asgi_client.get("/console/api/test/supervisors")
+    assert anonymous.status == 401
+
+
+def test_a_misspelt_role_fails_when_the_route_is_declared() -> None:
+    with pytest.raises(ValueError):
+        require_counsellor("supervisors")
+
+
+async def test_a_password_change_signs_old_sessions_out(app: Sanic, sessions: Sessions) -> None:
+    await _counsellor(sessions)
+    old_cookie, old_csrf = await _signed_in(app)
+    async with sessions() as session:
+        await roster.set_password(session, HANDLE, "a brand new password")
+    _, me = await app.asgi_client.get("/console/api/me", headers=_as(old_cookie))
+    assert me.status == 401 and me.json == {"error": "signed_out"}
+    _, put = await app.asgi_client.put("/console/api/test/change", headers=_as(old_cookie, old_csrf))
+    assert put.status == 401
+    assert (await _login(app)).status == 401  # the old password no longer works
+    new_cookie, _ = await _signed_in(app, HANDLE, "a brand new password")
+    _, me = await app.asgi_client.get("/console/api/me", headers=_as(new_cookie))
+    assert me.status == 200
+
+
+async def test_no_password_or_typed_handle_reaches_a_log_or_the_audit(
+    app: Sanic, sessions: Sessions, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Everything at INFO, and our own modules and Sanic's at DEBUG. (aiosqlite's DEBUG logger echoes every
+    # SQL parameter, the handle included: a deployment must never run it at DEBUG.)
+    caplog.set_level(logging.INFO)
+    for name in ("integrations", "records", "sanic"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    await _counsellor(sessions)
+    app.ctx.console_sign_in_limiter = AttemptLimiter(100, 60)
+    cookie, csrf = await _signed_in(app)
+    await _login(app, GHOST, PASSWORD)
+    for _ in range(5):
+        await _login(app, HANDLE, WRONG)
+    await _login(app)  # locked
+    await app.asgi_client.post("/console/api/logout", headers=_as(cookie, csrf))
+    app.ctx.console_sign_in_limiter = AttemptLimiter(0, 60)
+    assert (await _login(app)).status == 429
+
+    audit = await _audit(sessions)
+    actions = {e.action for e in audit}
+    assert {"sign_in", "sign_in_failed", "account_locked", "sign_out"} <= actions
+    recorded = json.dumps([[e.actor, e.subject, e.detail] for e in audit], ensure_ascii=False)
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert caplog.records  # the logs were captured, so their silence means something
+    for secret in (PASSWORD, WRONG, HANDLE, GHOST):
+        assert secret not in recorded
+        assert secret not in logged
