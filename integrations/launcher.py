@@ -14,6 +14,7 @@ the gateway first (no new messages), then the engine, then the action server.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import signal
@@ -28,12 +29,16 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import crypto
+from records.db import with_session
+from records.demo import demo_staff
 from records.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = ROOT / "var" / "secrets.env"
+DEMO_ACCOUNTS = ROOT / "var" / "demo-accounts.txt"
 # Each secret and how a new one is made. Losing the encryption keys loses every note: a deployment keeps
 # them in its secret store, and rotates them with `python -m records rotate-keys`.
 SECRET_MAKERS = {
@@ -312,6 +317,25 @@ def running(config: StackConfig, timeout: float = 240.0) -> Iterator[Stack]:
         stack.stop()
 
 
+def _demo_accounts(config: StackConfig) -> dict[str, str]:
+    """Demo staff for a store with no counsellors (records/demo.py); {} once real staff exist."""
+
+    async def made(session: AsyncSession) -> dict[str, str]:
+        return await demo_staff(session, DEMO_ACCOUNTS)
+
+    return asyncio.run(with_session(config.database_url, made))
+
+
+def _sign_in_help(config: StackConfig, demo: dict[str, str]) -> str:
+    if not demo:
+        return f"  console:        {config.gateway_url}/console\n"
+    accounts = "".join(f"      {handle}  {password}\n" for handle, password in demo.items())
+    return (
+        f"  console:        {config.gateway_url}/console  (demo staff, passwords also in {DEMO_ACCOUNTS}):\n"
+        f"{accounts}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m integrations.launcher", description=__doc__.splitlines()[0]
@@ -322,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stack = Stack(StackConfig.from_environment())
     upgrade(stack.config.database_url)  # the gateway and the action server expect the current schema
+    demo = _demo_accounts(stack.config)
     print("starting the engine, the action server and the gateway (the engine takes about 20 s)…", flush=True)
     stack.start()
     # Ctrl-C and a service manager's SIGTERM both stop the three cleanly. SIGINT is set explicitly: a
@@ -334,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n心桥 is running.\n  web chat:       {c.gateway_url}/\n  health:         {c.gateway_url}/healthz\n"
             f"  engine (Rasa):  {c.engine_url}  (token in var/secrets.env or XINQIAO_RASA_TOKEN)\n"
-            f"  action server:  {c.actions_url}\nPress Ctrl-C to stop all three.\n",
+            f"  action server:  {c.actions_url}\n{_sign_in_help(c, demo)}Press Ctrl-C to stop all three.\n",
             flush=True,
         )
         while (exited := stack.first_exited()) is None:

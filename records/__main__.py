@@ -24,13 +24,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from records.accounts import create_admin
 from records.crypto import new_key
 from records.db import with_session
 from records.keys import rotate_all
 from records.migrate import upgrade
 from records.models import CounsellorRole, utcnow
 from records.retention import export_case, purge_closed
-from records.roster import add_counsellor, add_shift, create_admin
+from records.roster import add_counsellor, add_shift
 from records.settings import default_database_url
 
 

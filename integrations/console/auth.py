@@ -28,7 +28,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, JSONResponse, json
 
 from integrations.console.sessions import COOKIE, COOKIE_PATH, ConsoleSession, ConsoleSessions
-from records import audit, roster
+from records import accounts, audit
 from records.models import Counsellor, CounsellorRole, utcnow
 
 SIGN_IN_LIMIT = 10
@@ -213,14 +213,14 @@ async def login(request: Request) -> JSONResponse:
     if credentials is None:
         return _error("bad_request", 400)
     handle, password = credentials
-    if not handle or len(handle) > MAX_HANDLE_LENGTH or len(password) > roster.MAX_PASSWORD_LENGTH:
+    if not handle or len(handle) > MAX_HANDLE_LENGTH or len(password) > accounts.MAX_PASSWORD_LENGTH:
         return _error("bad_credentials", 401)
     async with request.app.ctx.sessions() as session:
-        result = await roster.attempt_sign_in(session, handle, password, utcnow())
-    if result.outcome == roster.SignInOutcome.LOCKED:
+        result = await accounts.attempt_sign_in(session, handle, password, utcnow())
+    if result.outcome == accounts.SignInOutcome.LOCKED:
         return _error("locked", 423)
     counsellor = result.counsellor
-    if result.outcome != roster.SignInOutcome.SIGNED_IN or counsellor is None:
+    if result.outcome != accounts.SignInOutcome.SIGNED_IN or counsellor is None:
         return _error("bad_credentials", 401)
     tokens = _sessions(request)
     value, console_session = tokens.issue(counsellor.id, counsellor.password_hash)

@@ -13,6 +13,8 @@ from sanic import Sanic
 
 from integrations.console.auth import console_auth
 from integrations.console.cases import console_cases
+from integrations.console.feed import console_feed
+from integrations.console.page import console_page
 from integrations.engine_client import RasaClient
 from integrations.gateway.health import health
 from integrations.gateway.workers import DependencyMonitor, run_every, watchdog_round
@@ -46,6 +48,8 @@ def create_app(
     app.blueprint(health)
     app.blueprint(console_auth)
     app.blueprint(console_cases)
+    app.blueprint(console_feed)
+    app.blueprint(console_page)
 
     @app.before_server_start
     async def open_clients(app: Sanic) -> None:

@@ -49,7 +49,7 @@ async def run_every(seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
             await job()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a worker must outlive one bad round
+        except Exception:
             log.exception("background job %s failed", getattr(job, "__qualname__", job))
         await asyncio.sleep(seconds)
 

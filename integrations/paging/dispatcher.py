@@ -50,7 +50,7 @@ class PageDispatcher:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the dispatcher must outlive a bad round (a database blip)
+            except Exception:
                 log.exception("page dispatch round failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)

@@ -26,7 +26,7 @@ from integrations.console.auth import AttemptLimiter, require_counsellor
 from integrations.console.sessions import COOKIE, ConsoleSessions
 from integrations.gateway.app import create_app
 from integrations.settings import GatewaySettings
-from records import roster
+from records import accounts, roster
 from records.db import with_session
 from records.models import AuditEntry, Counsellor, CounsellorRole, utcnow
 from tests.unit.apps import gateway_settings
@@ -80,7 +80,7 @@ async def _counsellor(
     async with sessions() as session:
         counsellor = await roster.add_counsellor(session, handle, "梅老师", role)
         if password is not None:
-            await roster.set_password(session, handle, password)
+            await accounts.set_password(session, handle, password)
         return counsellor.id
 
 
@@ -132,30 +132,30 @@ def _as(cookie: str, csrf: str | None = None) -> dict[str, str]:
 
 
 def test_passwords_are_argon2id_and_only_the_right_one_verifies() -> None:
-    hashed = roster.hash_password(PASSWORD)
+    hashed = accounts.hash_password(PASSWORD)
     assert hashed.startswith("$argon2id$")
     assert PASSWORD not in hashed
-    assert roster.hash_password(PASSWORD) != hashed  # salted
-    assert roster.verify_password(hashed, PASSWORD)
-    assert not roster.verify_password(hashed, WRONG)
-    assert not roster.verify_password(None, PASSWORD)
-    assert not roster.verify_password("not a hash", PASSWORD)
-    assert not roster.needs_rehash(hashed)
-    assert roster.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
+    assert accounts.hash_password(PASSWORD) != hashed  # salted
+    assert accounts.verify_password(hashed, PASSWORD)
+    assert not accounts.verify_password(hashed, WRONG)
+    assert not accounts.verify_password(None, PASSWORD)
+    assert not accounts.verify_password("not a hash", PASSWORD)
+    assert not accounts.needs_rehash(hashed)
+    assert accounts.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD))
 
 
 async def test_set_password_refuses_short_passwords_and_keeps_none(sessions: Sessions) -> None:
     counsellor_id = await _counsellor(sessions, password=None)
     async with sessions() as session:
         with pytest.raises(ValueError, match="10"):
-            await roster.set_password(session, HANDLE, "123456789")
+            await accounts.set_password(session, HANDLE, "123456789")
     assert (await _get(sessions, counsellor_id)).password_hash is None
     async with sessions() as session:
-        await roster.set_password(session, HANDLE, "1234567890")
-    assert roster.verify_password((await _get(sessions, counsellor_id)).password_hash, "1234567890")
+        await accounts.set_password(session, HANDLE, "1234567890")
+    assert accounts.verify_password((await _get(sessions, counsellor_id)).password_hash, "1234567890")
     async with sessions() as session:
         with pytest.raises(LookupError):
-            await roster.set_password(session, GHOST, PASSWORD)
+            await accounts.set_password(session, GHOST, PASSWORD)
 
 
 async def test_sign_in_rehashes_a_hash_made_with_old_parameters(sessions: Sessions) -> None:
@@ -167,10 +167,10 @@ async def test_sign_in_rehashes_a_hash_made_with_old_parameters(sessions: Sessio
         )
         await session.commit()
     async with sessions() as session:
-        assert await roster.authenticate(session, HANDLE, PASSWORD, utcnow()) is not None
+        assert await accounts.authenticate(session, HANDLE, PASSWORD, utcnow()) is not None
     new = (await _get(sessions, counsellor_id)).password_hash
     assert new != old
-    assert new is not None and not roster.needs_rehash(new) and roster.verify_password(new, PASSWORD)
+    assert new is not None and not accounts.needs_rehash(new) and accounts.verify_password(new, PASSWORD)
 
 
 # --- the command line ----------------------------------------------------------------------------------
@@ -189,15 +189,15 @@ def test_create_admin_reads_the_password_from_the_environment_and_never_prints_i
 
     created = asyncio.run(with_session(database_url, admin))
     assert created is not None and created.role == CounsellorRole.ADMIN
-    assert roster.verify_password(created.password_hash, PASSWORD)
+    assert accounts.verify_password(created.password_hash, PASSWORD)
 
     # again: the existing admin gets the new password, and no second admin is made
     monkeypatch.setenv("XINQIAO_ADMIN_PASSWORD", "another password 2")
     assert records_cli.main(["create-admin", "root-admin", "--name", "管理员"]) == 0
     again = asyncio.run(with_session(database_url, admin))
     assert again is not None and again.id == created.id
-    assert roster.verify_password(again.password_hash, "another password 2")
-    assert not roster.verify_password(again.password_hash, PASSWORD)
+    assert accounts.verify_password(again.password_hash, "another password 2")
+    assert not accounts.verify_password(again.password_hash, PASSWORD)
 
     printed = capsys.readouterr()
     assert PASSWORD not in printed.out + printed.err
@@ -313,23 +313,23 @@ async def test_an_unknown_handle_is_checked_against_a_dummy_hash(
 ) -> None:
     """So that it takes as long as a known handle: the timing reveals nothing."""
     checked: list[str | None] = []
-    real = roster.verify_password
+    real = accounts.verify_password
 
     def spy(password_hash: str | None, password: str) -> bool:
         checked.append(password_hash)
         return real(password_hash, password)
 
     await _counsellor(sessions)
-    monkeypatch.setattr(roster, "verify_password", spy)
+    monkeypatch.setattr(accounts, "verify_password", spy)
     async with sessions() as session:
-        assert await roster.authenticate(session, GHOST, PASSWORD, utcnow()) is None
+        assert await accounts.authenticate(session, GHOST, PASSWORD, utcnow()) is None
     assert checked == [None]
 
     started = time.perf_counter()
     assert not real(None, PASSWORD)
     dummy = time.perf_counter() - started
     started = time.perf_counter()
-    assert not real(roster.hash_password(PASSWORD), WRONG)
+    assert not real(accounts.hash_password(PASSWORD), WRONG)
     assert dummy > (time.perf_counter() - started) / 6  # a real argon2 check, not a shortcut
 
 
@@ -374,14 +374,14 @@ async def test_a_lock_lasts_fifteen_minutes_and_then_the_count_starts_again(sess
     now = utcnow()
     for _ in range(5):
         async with sessions() as session:
-            assert await roster.authenticate(session, HANDLE, WRONG, now) is None
+            assert await accounts.authenticate(session, HANDLE, WRONG, now) is None
     async with sessions() as session:
-        assert await roster.authenticate(session, HANDLE, PASSWORD, now + timedelta(minutes=14)) is None
+        assert await accounts.authenticate(session, HANDLE, PASSWORD, now + timedelta(minutes=14)) is None
     later = now + timedelta(minutes=15, seconds=1)
     async with sessions() as session:  # one failure after the lock does not lock again at once
-        assert (await roster.attempt_sign_in(session, HANDLE, WRONG, later)).outcome == "bad_credentials"
+        assert (await accounts.attempt_sign_in(session, HANDLE, WRONG, later)).outcome == "bad_credentials"
     async with sessions() as session:
-        signed_in = await roster.authenticate(session, HANDLE, PASSWORD, later)
+        signed_in = await accounts.authenticate(session, HANDLE, PASSWORD, later)
     assert signed_in is not None and signed_in.handle == HANDLE
 
 
@@ -518,7 +518,7 @@ async def test_a_password_change_signs_old_sessions_out(app: Sanic, sessions: Se
     await _counsellor(sessions)
     old_cookie, old_csrf = await _signed_in(app)
     async with sessions() as session:
-        await roster.set_password(session, HANDLE, "a brand new password")
+        await accounts.set_password(session, HANDLE, "a brand new password")
     _, me = await app.asgi_client.get("/console/api/me", headers=_as(old_cookie))
     assert me.status == 401 and me.json == {"error": "signed_out"}
     _, put = await app.asgi_client.put("/console/api/test/change", headers=_as(old_cookie, old_csrf))

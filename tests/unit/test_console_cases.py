@@ -17,7 +17,7 @@ from integrations.console.content import console_texts
 from integrations.console.sessions import COOKIE
 from integrations.gateway.app import create_app
 from integrations.inbound import InboundMessage
-from records import messages, roster
+from records import accounts, messages, roster
 from records.models import Assignment, AuditEntry, Author, Message
 from tests.unit.apps import gateway_settings
 from tests.unit.fakes import FakeEngine
@@ -40,7 +40,7 @@ class Console:
                 session, volunteers=["v1", "v2", "v3", "v4"], supervisors=["s1"]
             )
             for person in people:
-                await roster.set_password(session, person.handle, PASSWORD)
+                await accounts.set_password(session, person.handle, PASSWORD)
                 self.ids[person.handle] = person.id
 
     async def red_case(self) -> tuple[str, int]:

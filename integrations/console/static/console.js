@@ -1,0 +1,915 @@
+// 心桥 counsellor console: sign-in, the queue, one case at a time, the red alert.
+// No framework, no build step. Every word a counsellor reads is in this file or in index.html.
+// The live feed (/console/ws) is used while it is connected; without it the page polls the queue every
+// 3 s and the open case every 2 s, so it works with polling alone.
+"use strict";
+
+(() => {
+  // Every path the page calls, with its method. Nothing else in this file names an API path.
+  const API = {
+    login: ["POST", "/console/api/login"],
+    logout: ["POST", "/console/api/logout"],
+    me: ["GET", "/console/api/me"],
+    queue: ["GET", "/console/api/queue"],
+    readCase: ["GET", "/console/api/cases/{id}"],
+    claim: ["POST", "/console/api/cases/{id}/claim"],
+    say: ["POST", "/console/api/cases/{id}/messages"],
+    release: ["POST", "/console/api/cases/{id}/release"],
+    note: ["POST", "/console/api/cases/{id}/notes"],
+    close: ["POST", "/console/api/cases/{id}/close"],
+    quickReplies: ["GET", "/console/api/quick-replies"],
+  };
+  const FEED_PATH = "/console/ws";
+  const FEED_SIGNED_OUT = 4401;
+
+  const QUEUE_POLL_MS = 3000;     // without the feed
+  const CASE_POLL_MS = 2000;      // without the feed, or for a case the feed says nothing about
+  // With the feed connected the page still reads, more slowly: the feed tells of pages and of the child's
+  // messages, not of other counsellors' claims, hand-backs and closes.
+  const LIVE_QUEUE_POLL_MS = 10000;
+  const LIVE_CASE_POLL_MS = 15000;  // only for a case this counsellor holds; the feed brings its messages
+  const FEED_RETRY_MAX_MS = 30000;
+  const BEEP_EVERY_MS = 2500;
+
+  const TEXT = {
+    errors: {
+      bad_credentials: "账号或密码不对",
+      locked: "尝试次数太多，请 15 分钟后再试",
+      rate_limited: "尝试太频繁了，请过一分钟再试",
+      bad_request: "请求不完整，请检查后再试",
+      missing_credentials: "请填写账号和密码",
+      signed_out: "登录已过期，请重新登录",
+      csrf: "页面已过期，请刷新页面后再试",
+      forbidden: "你没有查看这个个案的权限",
+      held_by_another: "另一位老师正在对话",
+      not_holding: "这段对话现在不在你手上，请先接手对话",
+      closed: "这个个案已经结案",
+      no_case: "找不到这个个案",
+      empty: "内容不能为空",
+      too_long: "内容太长了，请分几次发",
+      no_outcome: "请先选择结案结果",
+      network: "暂时连不上服务器，正在重试……",
+      server: "服务器暂时出错，请稍后再试",
+      conflict: "个案的情况刚刚变了，请看最新状态",
+      unknown: "操作没有完成，请再试一次",
+    },
+    levels: { red: "红色", orange: "橙色", yellow: "黄色", green: "绿色" },
+    status: { open: "等待接手", claimed: "已接手", closed: "已结案" },
+    authors: { user: "学生", bot: "心桥助手", counsellor: "老师", system: "系统" },
+    subjects: { self: "学生本人", other: "为他人求助" },
+    roles: { lead: "主责老师", second: "第二位老师", third: "第三位老师" },
+    family: { due: "待联系家长", done: "已联系家长", not_safe: "联系家长可能不安全", unreachable: "联系不上家长" },
+    followUps: { check_in: "回访", referral: "转介跟进", return_to_school: "返校计划" },
+    outcomes: {
+      resolved: "已解决，学生情况稳定",
+      referred_school: "转介给学校心理老师",
+      referred_district: "转介到区心理健康中心",
+      referred_hospital: "转介到医院",
+      emergency_services: "已联系 110 / 120",
+      other: "其他",
+    },
+    you: "你",
+    teacher: (id) => `老师 #${id}`,
+    caseTitle: (id) => `个案 #${id}`,
+    caseCount: (n) => `（${n}）`,
+    waiting: (t) => `已等 ${t}`,
+    claimLeft: (t) => `接手时限还剩 ${t}`,
+    claimOver: (t) => `已超过接手时限 ${t}`,
+    waitingForClaim: "等待接手",
+    heldByMe: "你正在对话",
+    heldBy: (who) => `${who} 正在对话`,
+    claimedBy: (who) => `${who} 已接手，对话在助手那里`,
+    assignedToMe: "分配给我",
+    newMessage: "新消息",
+    live: "实时连接",
+    polling: "定时刷新",
+    alertCase: (id) => `查看 #${id}`,
+    claimed: "你已接手对话，助手暂停回复。",
+    released: "已交还给心桥助手。",
+    closedDone: "已结案。",
+    noteSaved: "记录已保存。",
+    none: "暂无",
+    done: "已完成",
+    safetyFirst: "联系家长前，先确认这样做对学生是安全的",
+    due: (t) => `到期 ${t}`,
+    facts: {
+      level: "风险等级",
+      status: "状态",
+      subject: "求助对象",
+      opened: "开始时间",
+      signals: "风险信号",
+      rule: "触发规则",
+      protocol: "协议版本",
+      outcome: "结案结果",
+    },
+    titleAlert: "【红色个案】心桥 · 老师工作台",
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    whoami: $("whoami"), meName: $("me-name"), liveStatus: $("live-status"), logout: $("logout"),
+    redAlert: $("red-alert"), redAlertCases: $("red-alert-cases"), redAlertAck: $("red-alert-ack"),
+    soundHint: $("sound-hint"),
+    loginView: $("login-view"), loginForm: $("login-form"), loginHandle: $("login-handle"),
+    loginPassword: $("login-password"), loginSubmit: $("login-submit"), loginError: $("login-error"),
+    consoleView: $("console-view"), queue: $("queue"), queueCount: $("queue-count"),
+    queueError: $("queue-error"), queueEmpty: $("queue-empty"),
+    casePlaceholder: $("case-placeholder"), caseError: $("case-error"), caseBody: $("case-body"),
+    caseTitle: $("case-title"), caseLevel: $("case-level"), caseState: $("case-state"),
+    claim: $("case-claim"), release: $("case-release"), close: $("case-close"), caseDone: $("case-done"),
+    closePanel: $("case-close-panel"), outcome: $("case-outcome"),
+    closeConfirm: $("case-close-confirm"), closeCancel: $("case-close-cancel"),
+    history: $("history"), quickReplies: $("quick-replies"),
+    messageForm: $("message-form"), messageInput: $("message-input"), messageSend: $("message-send"),
+    messageHint: $("message-hint"),
+    facts: $("case-facts"), staff: $("case-staff"), family: $("case-family"), followUps: $("case-follow-ups"),
+    notes: $("case-notes"), noteForm: $("note-form"), noteInput: $("note-input"), noteSave: $("note-save"),
+  };
+  const pageTitle = document.title;
+
+  // ---- state -------------------------------------------------------------------------------------
+
+  let csrf = null;           // in memory only: from the login or /me answer, sent on every POST
+  let me = null;             // {id, handle, display_name, role}
+  let clockOffset = 0;       // server time minus this computer's, from the Date header
+
+  const queueState = { cases: [], fetchedAt: 0, levels: new Map(), first: true, unread: new Set() };
+  const caseState = { id: null, data: null, shown: new Set(), generation: 0, errorFromLoad: false };
+  const alerts = new Set();  // red case ids not yet acknowledged
+  const feed = { ws: null, live: false, retryMs: 1000, timer: null };
+  let queueTimer = null;
+  let caseTimer = null;
+  let tickTimer = null;
+
+  // ---- small helpers ------------------------------------------------------------------------------
+
+  function el(tag, opts, children) {
+    const node = document.createElement(tag);
+    const o = opts || {};
+    if (o.id) { node.id = o.id; node.setAttribute("data-testid", o.id); }
+    if (o.className) node.className = o.className;
+    if (o.text !== undefined && o.text !== null) node.textContent = String(o.text);
+    if (o.type) node.type = o.type;
+    if (o.title) node.title = o.title;
+    for (const child of children || []) if (child) node.appendChild(child);
+    return node;
+  }
+
+  function show(node, visible) { node.hidden = !visible; }
+
+  function say(node, text) {
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  function parseTime(iso) {
+    if (typeof iso !== "string" || !iso) return NaN;
+    // Python's isoformat may carry microseconds; Date.parse is only sure of milliseconds.
+    let text = iso.replace(/(\.\d{3})\d+/, "$1");
+    if (!/(Z|[+-]\d\d:?\d\d)$/.test(text)) text += "Z";
+    return Date.parse(text);
+  }
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+
+  function formatClock(iso, withDate) {
+    const t = parseTime(iso);
+    if (Number.isNaN(t)) return "";
+    const d = new Date(t);
+    const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    const today = new Date();
+    if (!withDate && d.toDateString() === today.toDateString()) return time;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+  }
+
+  function formatDuration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
+  }
+
+  function serverNow() { return Date.now() + clockOffset; }
+
+  function noteServerClock(response) {
+    const date = Date.parse(response.headers.get("Date") || "");
+    if (!Number.isNaN(date)) clockOffset = date - Date.now();
+  }
+
+  function who(id) {
+    if (id === null || id === undefined) return "";
+    return me && id === me.id ? TEXT.you : TEXT.teacher(id);
+  }
+
+  function levelClass(level) { return TEXT.levels[level] ? `level-${level}` : "level-none"; }
+
+  // ---- the API ------------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(code, status) {
+      super(code);
+      this.code = code;
+      this.status = status;
+    }
+  }
+
+  function errorText(err) {
+    if (TEXT.errors[err.code]) return TEXT.errors[err.code];
+    if (err.status === 409) return TEXT.errors.conflict;
+    if (err.status === 413) return TEXT.errors.too_long;
+    if (err.status >= 500) return TEXT.errors.server;
+    return TEXT.errors.unknown;
+  }
+
+  async function call(name, id, body, retried) {
+    const [method, template] = API[name];
+    const path = template.replace("{id}", encodeURIComponent(String(id)));
+    const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
+    if (method !== "GET") {
+      init.headers["Content-Type"] = "application/json";
+      if (csrf) init.headers["X-CSRF-Token"] = csrf;
+      init.body = JSON.stringify(body || {});
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError("network", 0);
+    }
+    noteServerClock(response);
+    let data = null;
+    try { data = await response.json(); } catch (err) { data = null; }
+    if (response.ok) return data || {};
+    const code = data && typeof data.error === "string" ? data.error : `http_${response.status}`;
+    if (name !== "login") {
+      // A stale token (another tab signed in again): fetch the current one and try once more. The server
+      // checks the token before doing anything, so the first attempt changed nothing.
+      if (code === "csrf" && !retried && (await refreshToken())) return call(name, id, body, true);
+      if (code === "signed_out") signedOut(true);
+    }
+    throw new ApiError(code, response.status);
+  }
+
+  async function refreshToken() {
+    try {
+      const data = await call("me", null, null, true);
+      csrf = data.csrf;
+      return true;
+    } catch (err) {
+      return false;
+    }
+  }
+
+  // ---- sign-in ------------------------------------------------------------------------------------
+
+  async function start() {
+    try {
+      const data = await call("me");
+      signedIn(data);
+    } catch (err) {
+      showLogin(err.code === "signed_out" ? "" : errorText(err));
+    }
+  }
+
+  function showLogin(message) {
+    show(ui.consoleView, false);
+    show(ui.whoami, false);
+    show(ui.loginView, true);
+    say(ui.loginError, message);
+    ui.loginSubmit.disabled = false;
+    ui.loginHandle.focus();
+  }
+
+  function signedIn(data) {
+    csrf = data.csrf;
+    me = data.counsellor;
+    ui.meName.textContent = me.display_name || me.handle;
+    show(ui.loginView, false);
+    show(ui.whoami, true);
+    show(ui.consoleView, true);
+    say(ui.loginError, "");
+    ui.loginPassword.value = "";
+    queueState.first = true;
+    queueState.levels.clear();
+    showLive();
+    loadQuickReplies();
+    refreshQueue();
+    connectFeed();
+    clearInterval(tickTimer);
+    tickTimer = setInterval(tick, 1000);
+    const fromHash = /^#case-(\d+)$/.exec(location.hash);
+    if (fromHash) openCase(Number(fromHash[1]));
+  }
+
+  function signedOut(expired) {
+    if (!me && !csrf) return;
+    me = null;
+    csrf = null;
+    clearTimeout(queueTimer);
+    clearTimeout(caseTimer);
+    clearTimeout(feed.timer);
+    clearInterval(tickTimer);
+    if (feed.ws) {
+      const ws = feed.ws;
+      feed.ws = null;
+      ws.close();
+    }
+    feed.live = false;
+    alerts.clear();
+    renderAlert();
+    closeCase();
+    queueState.cases = [];
+    queueState.unread.clear();
+    ui.queue.replaceChildren();
+    ui.quickReplies.replaceChildren();
+    showLogin(expired ? TEXT.errors.signed_out : "");
+  }
+
+  ui.loginForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const handle = ui.loginHandle.value.trim();
+    const password = ui.loginPassword.value;
+    if (!handle || !password) {
+      say(ui.loginError, TEXT.errors.missing_credentials);
+      return;
+    }
+    ui.loginSubmit.disabled = true;
+    say(ui.loginError, "");
+    try {
+      signedIn(await call("login", null, { handle, password }));
+    } catch (err) {
+      ui.loginPassword.value = "";
+      say(ui.loginError, errorText(err));
+      ui.loginPassword.focus();
+    } finally {
+      ui.loginSubmit.disabled = false;
+    }
+  });
+
+  ui.logout.addEventListener("click", async () => {
+    try { await call("logout"); } catch (err) { /* the cookie expires on its own */ }
+    signedOut(false);
+    history.replaceState(null, "", location.pathname);
+  });
+
+  // ---- the queue ----------------------------------------------------------------------------------
+
+  // One load at a time; a call while one runs makes exactly one more run after it.
+  function coalesced(load) {
+    let running = null;
+    let again = false;
+    return function run() {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        try {
+          do {
+            again = false;
+            await load();
+          } while (again && me);
+        } finally {
+          running = null;
+        }
+      })();
+      return running;
+    };
+  }
+
+  const refreshQueue = coalesced(async () => {
+    if (!me) return;
+    clearTimeout(queueTimer);
+    try {
+      const data = await call("queue");
+      if (!me) return;
+      queueState.cases = Array.isArray(data.cases) ? data.cases : [];
+      queueState.fetchedAt = Date.now();
+      say(ui.queueError, "");
+      noticeRedCases();
+      renderQueue();
+    } catch (err) {
+      if (err.code !== "signed_out") say(ui.queueError, errorText(err));
+    }
+    if (me) queueTimer = setTimeout(refreshQueue, feed.live ? LIVE_QUEUE_POLL_MS : QUEUE_POLL_MS);
+  });
+
+  function noticeRedCases() {
+    const before = queueState.levels;
+    const now = new Map();
+    for (const c of queueState.cases) {
+      now.set(c.id, c.level);
+      if (c.level !== "red") continue;
+      // On the first load only red cases nobody has claimed; after that any red case that is new or
+      // newly raised to red.
+      const fresh = queueState.first ? c.status === "open" : before.get(c.id) !== "red";
+      if (fresh) raiseAlert(c.id);
+    }
+    queueState.levels = now;
+    queueState.first = false;
+  }
+
+  function holderText(c) {
+    if (c.held_by !== null && c.held_by !== undefined) {
+      return me && c.held_by === me.id ? TEXT.heldByMe : TEXT.heldBy(who(c.held_by));
+    }
+    if (c.claimed_by !== null && c.claimed_by !== undefined) return TEXT.claimedBy(who(c.claimed_by));
+    return TEXT.waitingForClaim;
+  }
+
+  function queueItem(c) {
+    const id = `queue-item-${c.id}`;
+    let item = document.getElementById(id);
+    if (!item) {
+      item = el("li", { id });
+      item.dataset.caseId = String(c.id);
+      const open = el("button", { type: "button", className: "queue-open" }, [
+        el("span", { className: "queue-row" }, [
+          el("span", { className: "level-badge" }),
+          el("span", { className: "queue-case" }),
+          el("span", { className: "mine", text: TEXT.assignedToMe }),
+          el("span", { className: "unread", text: TEXT.newMessage }),
+        ]),
+        el("span", { className: "holder" }),
+        el("span", { className: "queue-row queue-times" }, [
+          el("span", { className: "waiting" }),
+          el("span", { className: "deadline" }),
+        ]),
+      ]);
+      item.appendChild(open);
+    }
+    item.className = `queue-item ${levelClass(c.level)}${c.id === caseState.id ? " is-open" : ""}`;
+    const badge = item.querySelector(".level-badge");
+    badge.className = `level-badge ${levelClass(c.level)}`;
+    badge.textContent = TEXT.levels[c.level] || c.level;
+    item.querySelector(".queue-case").textContent = TEXT.caseTitle(c.id);
+    show(item.querySelector(".mine"), Boolean(c.assigned_to_me));
+    show(item.querySelector(".unread"), queueState.unread.has(c.id));
+    item.querySelector(".holder").textContent = holderText(c);
+    return item;
+  }
+
+  function renderQueue() {
+    const items = queueState.cases.map(queueItem);
+    // Moves only what changed place, so a focused item keeps its focus between polls.
+    items.forEach((item, n) => {
+      if (ui.queue.children[n] !== item) ui.queue.insertBefore(item, ui.queue.children[n] || null);
+    });
+    while (ui.queue.children.length > items.length) ui.queue.lastElementChild.remove();
+    ui.queueCount.textContent = TEXT.caseCount(items.length);
+    show(ui.queueEmpty, items.length === 0);
+    tick();
+  }
+
+  function tick() {
+    const elapsed = (Date.now() - queueState.fetchedAt) / 1000;
+    for (const c of queueState.cases) {
+      const item = document.getElementById(`queue-item-${c.id}`);
+      if (!item) continue;
+      item.querySelector(".waiting").textContent = TEXT.waiting(formatDuration((c.waiting_seconds || 0) + elapsed));
+      const deadline = item.querySelector(".deadline");
+      const by = parseTime(c.claim_by);
+      if (c.status !== "open" || Number.isNaN(by)) {
+        show(deadline, false);
+        continue;
+      }
+      const left = (by - serverNow()) / 1000;
+      deadline.textContent = left >= 0 ? TEXT.claimLeft(formatDuration(left)) : TEXT.claimOver(formatDuration(-left));
+      deadline.className = `deadline${left < 0 ? " overdue" : left < 60 ? " soon" : ""}`;
+      show(deadline, true);
+    }
+  }
+
+  ui.queue.addEventListener("click", (event) => {
+    const item = event.target.closest(".queue-item");
+    if (item) openCase(Number(item.dataset.caseId));
+  });
+
+  // ---- the red alert ------------------------------------------------------------------------------
+
+  let audio = null;
+  let beepTimer = null;
+
+  // Browsers start sound only after a gesture: the first click or key press makes (or wakes) the context.
+  function unlockAudio() {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    if (!audio) {
+      try { audio = new Context(); } catch (err) { return; }
+    }
+    if (audio.state === "suspended") audio.resume().then(renderSoundHint, () => {});
+    renderSoundHint();
+  }
+  document.addEventListener("pointerdown", unlockAudio, true);
+  document.addEventListener("keydown", unlockAudio, true);
+
+  function soundReady() { return Boolean(audio) && audio.state === "running"; }
+
+  function renderSoundHint() { show(ui.soundHint, alerts.size > 0 && !soundReady()); }
+
+  function beep() {
+    if (!soundReady()) {
+      renderSoundHint();
+      return;
+    }
+    const t = audio.currentTime;
+    for (const [offset, frequency] of [[0, 880], [0.32, 660]]) {
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.type = "sine";
+      tone.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, t + offset);
+      gain.gain.exponentialRampToValueAtTime(0.3, t + offset + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + 0.28);
+      tone.connect(gain);
+      gain.connect(audio.destination);
+      tone.start(t + offset);
+      tone.stop(t + offset + 0.3);
+    }
+  }
+
+  function raiseAlert(caseId) {
+    alerts.add(caseId);
+    renderAlert();
+  }
+
+  function renderAlert() {
+    const active = alerts.size > 0;
+    const buttons = [...alerts].map((id) => {
+      const button = el("button", {
+        id: `red-alert-case-${id}`, type: "button", className: "alert-case", text: TEXT.alertCase(id),
+      });
+      button.dataset.caseId = String(id);
+      return button;
+    });
+    ui.redAlertCases.replaceChildren(...buttons);
+    show(ui.redAlert, active);
+    document.title = active ? TEXT.titleAlert : pageTitle;
+    renderSoundHint();
+    if (active && beepTimer === null) {
+      beep();
+      beepTimer = setInterval(beep, BEEP_EVERY_MS);
+    } else if (!active && beepTimer !== null) {
+      clearInterval(beepTimer);
+      beepTimer = null;
+    }
+  }
+
+  ui.redAlertAck.addEventListener("click", () => {
+    alerts.clear();
+    renderAlert();
+  });
+
+  ui.redAlertCases.addEventListener("click", (event) => {
+    const button = event.target.closest(".alert-case");
+    if (button) openCase(Number(button.dataset.caseId));
+  });
+
+  // ---- the live feed ------------------------------------------------------------------------------
+
+  function showLive() {
+    ui.liveStatus.textContent = feed.live ? TEXT.live : TEXT.polling;
+    ui.liveStatus.classList.toggle("live", feed.live);
+  }
+
+  function connectFeed() {
+    if (!me || feed.ws) return;
+    clearTimeout(feed.timer);
+    let ws;
+    try {
+      ws = new WebSocket(`${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${FEED_PATH}`);
+    } catch (err) {
+      retryFeed();
+      return;
+    }
+    feed.ws = ws;
+    ws.addEventListener("open", () => {
+      if (feed.ws !== ws) return;
+      feed.live = true;
+      feed.retryMs = 1000;
+      showLive();
+      refreshQueue();  // whatever happened while it was down
+    });
+    ws.addEventListener("message", (event) => {
+      if (feed.ws !== ws) return;
+      let data;
+      try { data = JSON.parse(event.data); } catch (err) { return; }
+      onFeedEvent(data);
+    });
+    ws.addEventListener("close", (event) => {
+      if (feed.ws !== ws) return;
+      feed.ws = null;
+      feed.live = false;
+      showLive();
+      if (!me) return;
+      // back to polling at once
+      refreshQueue();
+      scheduleCase(0);
+      if (event.code === FEED_SIGNED_OUT) refreshToken();  // a signed-out answer signs the page out
+      retryFeed();
+    });
+  }
+
+  function retryFeed() {
+    clearTimeout(feed.timer);
+    feed.timer = setTimeout(connectFeed, feed.retryMs);
+    feed.retryMs = Math.min(feed.retryMs * 2, FEED_RETRY_MAX_MS);
+  }
+
+  function onFeedEvent(event) {
+    if (!event || typeof event !== "object") return;
+    const caseId = Number.isInteger(event.case_id) ? event.case_id : null;
+    if (event.level === "red" && caseId !== null) raiseAlert(caseId);
+    if (event.kind === "page") {
+      refreshQueue();
+    } else if (event.kind === "message") {
+      if (caseId !== null && caseId === caseState.id) {
+        refreshCase();
+      } else if (caseId !== null) {
+        queueState.unread.add(caseId);
+        renderQueue();
+      }
+    }
+  }
+
+  // ---- one case -----------------------------------------------------------------------------------
+
+  function holdsOpenCase() {
+    const data = caseState.data;
+    return Boolean(me && data && data.case.held_by === me.id && data.case.status !== "closed");
+  }
+
+  function scheduleCase(ms) {
+    clearTimeout(caseTimer);
+    if (!me || caseState.id === null) return;
+    let wait = ms;
+    if (wait === undefined) wait = feed.live && holdsOpenCase() ? LIVE_CASE_POLL_MS : CASE_POLL_MS;
+    caseTimer = setTimeout(refreshCase, wait);
+  }
+
+  function openCase(id) {
+    if (!me || !Number.isInteger(id)) return;
+    if (id !== caseState.id) {
+      caseState.id = id;
+      caseState.data = null;
+      caseState.shown.clear();
+      caseState.generation += 1;
+      ui.history.replaceChildren();
+      ui.messageInput.value = "";
+      ui.noteInput.value = "";
+      ui.outcome.value = "";
+      show(ui.closePanel, false);
+      show(ui.caseBody, false);
+      say(ui.caseDone, "");
+      history.replaceState(null, "", `#case-${id}`);
+    }
+    caseError("");
+    show(ui.casePlaceholder, false);
+    queueState.unread.delete(id);
+    renderQueue();
+    refreshCase();
+  }
+
+  function caseError(text, fromLoad) {
+    say(ui.caseError, text);
+    caseState.errorFromLoad = Boolean(text && fromLoad);
+  }
+
+  function closeCase() {
+    clearTimeout(caseTimer);
+    caseState.id = null;
+    caseState.data = null;
+    caseState.shown.clear();
+    caseState.generation += 1;
+    ui.history.replaceChildren();
+    show(ui.caseBody, false);
+    show(ui.casePlaceholder, true);
+    caseError("");
+  }
+
+  const refreshCase = coalesced(async () => {
+    const id = caseState.id;
+    const generation = caseState.generation;
+    if (!me || id === null) return;
+    clearTimeout(caseTimer);
+    try {
+      const data = await call("readCase", id);
+      if (generation !== caseState.generation) return;
+      caseState.data = data;
+      if (caseState.errorFromLoad) caseError("");  // an action's error stays until the next action
+      renderCase(data);
+    } catch (err) {
+      if (generation !== caseState.generation) return;
+      if (err.code === "forbidden" || err.code === "no_case") {
+        caseState.data = null;
+        show(ui.caseBody, false);
+        caseError(errorText(err), true);
+        return;  // nothing to poll
+      }
+      if (err.code !== "signed_out") caseError(errorText(err), true);
+    }
+    // A closed case changes no more; every read is audited, so it is not read again and again.
+    const closed = caseState.data && caseState.data.case.status === "closed";
+    if (generation === caseState.generation && !closed) scheduleCase();
+  });
+
+  function renderCase(data) {
+    const c = data.case;
+    const mine = me && c.held_by === me.id;
+    const closed = c.status === "closed";
+    show(ui.caseBody, true);
+    ui.caseTitle.textContent = TEXT.caseTitle(c.id);
+    ui.caseLevel.className = `level-badge ${levelClass(c.level)}`;
+    ui.caseLevel.textContent = TEXT.levels[c.level] || c.level;
+    ui.caseState.textContent = closed ? TEXT.status.closed : holderText(c);
+
+    show(ui.claim, !closed && !mine);
+    show(ui.release, !closed && mine);
+    show(ui.close, !closed);
+    if (closed) show(ui.closePanel, false);
+
+    const canWrite = Boolean(mine) && !closed;
+    ui.messageInput.disabled = !canWrite;
+    ui.messageSend.disabled = !canWrite;
+    for (const button of ui.quickReplies.querySelectorAll("button")) button.disabled = !canWrite;
+    show(ui.messageHint, !canWrite && !closed);
+    show(ui.messageForm, !closed);
+    show(ui.quickReplies, !closed);
+
+    renderHistory(data.messages || []);
+    renderFacts(c);
+    renderList(ui.staff, data.assignments, (a) => `${TEXT.roles[a.role] || a.role}：${who(a.counsellor_id)}`);
+    renderList(ui.family, data.family_contacts, familyLine);
+    renderList(ui.followUps, data.follow_ups, (f) =>
+      [
+        TEXT.followUps[f.kind] || f.kind,
+        f.what,
+        f.done ? TEXT.done : TEXT.due(formatClock(f.due_at, true)),
+      ].filter(Boolean).join(" · ")
+    );
+    renderNotes(data.notes || []);
+  }
+
+  function renderHistory(messages) {
+    const list = ui.history;
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    let added = false;
+    for (const m of messages) {
+      if (caseState.shown.has(m.id)) continue;
+      caseState.shown.add(m.id);
+      const author = TEXT.authors[m.author] ? m.author : "system";
+      const risk = TEXT.levels[m.level] && m.level !== "green" ? m.level : null;
+      const item = el("li", { id: `history-item-${m.id}`, className: `msg from-${author}${risk ? ` risk-${risk}` : ""}` }, [
+        el("div", { className: "meta" }, [
+          el("span", { className: "who", text: TEXT.authors[author] }),
+          el("time", { text: formatClock(m.at, false) }),
+          risk ? el("span", { className: "risk", text: TEXT.levels[risk] }) : null,
+        ]),
+        el("div", { className: "text", text: m.text }),
+      ]);
+      list.appendChild(item);
+      added = true;
+    }
+    if (added && atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  function renderFacts(c) {
+    const rows = [
+      [TEXT.facts.level, TEXT.levels[c.level] || c.level],
+      [TEXT.facts.status, TEXT.status[c.status] || c.status],
+      [TEXT.facts.subject, TEXT.subjects[c.subject] || c.subject],
+      [TEXT.facts.opened, formatClock(c.opened_at, true)],
+      [TEXT.facts.signals, Array.isArray(c.signals) && c.signals.length ? c.signals.join("、") : TEXT.none],
+      [TEXT.facts.rule, c.rule || TEXT.none],
+      [TEXT.facts.protocol, c.protocol_version || ""],
+    ];
+    if (c.outcome) rows.push([TEXT.facts.outcome, TEXT.outcomes[c.outcome] || c.outcome]);
+    const nodes = [];
+    for (const [label, value] of rows) {
+      nodes.push(el("dt", { text: label }), el("dd", { text: value }));
+    }
+    ui.facts.replaceChildren(...nodes);
+  }
+
+  function familyLine(f) {
+    const detail = f.detail && typeof f.detail === "object" ? f.detail : {};
+    const parts = [TEXT.family[f.status] || f.status];
+    if (detail.check_safety_first) {
+      const because = Array.isArray(detail.because) ? detail.because.join("、") : "";
+      parts.push(because ? `${TEXT.safetyFirst}（${because}）` : TEXT.safetyFirst);
+    }
+    return parts.join(" · ");
+  }
+
+  function renderList(list, rows, line) {
+    const items = (rows || []).map((row) => el("li", { text: line(row) }));
+    if (!items.length) items.push(el("li", { className: "empty", text: TEXT.none }));
+    list.replaceChildren(...items);
+  }
+
+  function renderNotes(notes) {
+    const items = notes.map((n) =>
+      el("li", {}, [
+        el("div", { className: "note-meta", text: who(n.author_id) }),
+        el("div", { className: "note-body", text: n.body }),
+      ])
+    );
+    if (!items.length) items.push(el("li", { className: "empty", text: TEXT.none }));
+    ui.notes.replaceChildren(...items);
+  }
+
+  // An action on the open case: buttons off while it runs, the error shown, the case and queue reloaded.
+  async function act(name, body, buttons, done) {
+    const id = caseState.id;
+    if (id === null) return false;
+    for (const button of buttons) button.disabled = true;
+    caseError("");
+    say(ui.caseDone, "");
+    let ok = false;
+    try {
+      await call(name, id, body);
+      ok = true;
+      if (done && id === caseState.id) say(ui.caseDone, done);
+    } catch (err) {
+      if (id === caseState.id && err.code !== "signed_out") caseError(errorText(err));
+    } finally {
+      for (const button of buttons) button.disabled = false;
+    }
+    if (id === caseState.id) await refreshCase();
+    refreshQueue();
+    return ok;
+  }
+
+  ui.claim.addEventListener("click", () => act("claim", null, [ui.claim], TEXT.claimed));
+  ui.release.addEventListener("click", () => act("release", null, [ui.release], TEXT.released));
+
+  ui.close.addEventListener("click", () => {
+    show(ui.closePanel, true);
+    ui.outcome.focus();
+  });
+  ui.closeCancel.addEventListener("click", () => {
+    ui.outcome.value = "";
+    show(ui.closePanel, false);
+  });
+  ui.closeConfirm.addEventListener("click", async () => {
+    const outcome = ui.outcome.value;
+    if (!TEXT.outcomes[outcome]) {
+      caseError(TEXT.errors.no_outcome);
+      ui.outcome.focus();
+      return;
+    }
+    if (await act("close", { outcome }, [ui.closeConfirm, ui.close], TEXT.closedDone)) {
+      ui.outcome.value = "";
+      show(ui.closePanel, false);
+    }
+  });
+
+  ui.messageForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = ui.messageInput.value.trim();
+    if (!text) return;
+    if (await act("say", { text }, [ui.messageSend], "")) {
+      if (ui.messageInput.value.trim() === text) ui.messageInput.value = "";
+      ui.messageInput.focus();
+    }
+  });
+  ui.messageInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      ui.messageForm.requestSubmit();
+    }
+  });
+
+  ui.noteForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = ui.noteInput.value.trim();
+    if (!text) {
+      caseError(TEXT.errors.empty);
+      return;
+    }
+    if (await act("note", { body: text }, [ui.noteSave], TEXT.noteSaved)) ui.noteInput.value = "";
+  });
+
+  async function loadQuickReplies() {
+    try {
+      const data = await call("quickReplies");
+      const replies = Array.isArray(data.quick_replies) ? data.quick_replies : [];
+      const buttons = replies.map((text, n) => {
+        const button = el("button", { id: `quick-reply-${n}`, type: "button", text, title: text });
+        button.disabled = !holdsOpenCase();
+        button.addEventListener("click", () => {
+          // Into the box, not sent: the counsellor reads it, may change it, then sends.
+          const current = ui.messageInput.value.trim();
+          ui.messageInput.value = current ? `${current}\n${text}` : text;
+          ui.messageInput.focus();
+        });
+        return button;
+      });
+      ui.quickReplies.replaceChildren(...buttons);
+    } catch (err) {
+      /* the console works without them */
+    }
+  }
+
+  start();
+})();
