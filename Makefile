@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 MODEL_INPUTS := bot/config.yml $(wildcard bot/domain/*.yml) $(wildcard data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
 TRAIN_ARGS   := --config bot/config.yml --domain bot/domain --data data/nlu data/rules data/stories
 
-.PHONY: help setup model migrate run test validate bench clean
+.PHONY: help setup model browser migrate run test validate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -52,7 +52,15 @@ run: setup model migrate ## set up what is missing and start engine, action serv
 validate: setup ## check the training data
 	$(RASA) data validate $(TRAIN_ARGS) --fail-on-warnings
 
-test: setup model ## run every test (unit, engine data, conversation tests, end to end)
+# The console's browser test (tests/e2e/test_console_browser.py) drives Debian's chromium through
+# Playwright; `playwright install` is never used. Installed only when missing and only as root.
+browser: ## install chromium and a Chinese font for the browser test if missing (as root)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and fonts-wqy-microhei for the console's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	fi
+
+test: setup model browser ## run every test (unit, engine data, conversation tests, end to end, browser)
 	$(PY) -m pytest
 
 bench: setup model ## run the benchmarks and print their tables
@@ -60,6 +68,7 @@ bench: setup model ## run the benchmarks and print their tables
 	$(PY) benchmarks/nlu_eval.py
 	$(PY) benchmarks/latency.py
 	$(PY) benchmarks/escalation.py
+	$(PY) benchmarks/alert_latency.py
 
 clean: ## remove trained models and local databases (keeps the environments)
 	rm -rf bot/models var

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import yaml
+from sqlalchemy.engine import make_url
 
 from integrations.launcher import ROOT, Stack, StackConfig, running
 from records.migrate import upgrade
@@ -15,11 +19,37 @@ from records.migrate import upgrade
 HELD_OUT = ROOT / "benchmarks" / "data" / "nlu_heldout.yml"
 
 
+POSTGRES = "postgresql+asyncpg://127.0.0.1:5432/test"
+
+
 @contextmanager
-def benchmark_stack(tracker: str = "sqlite") -> Iterator[Stack]:
-    """A fresh stack with its own databases in a temporary folder, so runs do not disturb `make run`."""
+def fresh_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database on the local server, dropped afterwards."""
+    name = f"xinqiao_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_url(POSTGRES).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run(sql: str) -> None:
+        connection = await asyncpg.connect(admin)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def benchmark_stack(database_url: str | None = None) -> Iterator[Stack]:
+    """A fresh stack with its own databases in a temporary folder, so runs do not disturb `make run`.
+    The store is SQLite there unless `database_url` names another (an empty PostgreSQL database)."""
     with tempfile.TemporaryDirectory(prefix="xinqiao-bench-") as work:
         config = StackConfig.isolated(Path(work), {"XINQIAO_RETRY_INTERVAL_SECONDS": "3600"})
+        if database_url:
+            config.database_url = database_url
         upgrade(config.database_url)
         with running(config, timeout=300) as stack:
             yield stack

@@ -23,12 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import percentile, table
+from benchmarks.common import fresh_postgres, percentile, table
 from integrations.engine_client import BotReply
 from integrations.inbound import InboundMessage
 from integrations.paging.dispatcher import PageDispatcher
@@ -41,7 +38,6 @@ from records.roster import put_on_call
 from triage_protocols import load_protocol
 
 RED = "药我已经准备好了，今晚就全吃下去"
-POSTGRES = "postgresql+asyncpg://127.0.0.1:5432/test"
 
 
 class InstantEngine:
@@ -117,21 +113,6 @@ async def _run(url: str, total: int, concurrency: int) -> dict[str, float]:
     }
 
 
-async def _fresh_postgres() -> tuple[str, str]:
-    name = f"xinqiao_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(POSTGRES).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(admin)
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return make_url(POSTGRES).set(database=name).render_as_string(hide_password=False), admin
-
-
-async def _drop_postgres(name: str, admin: str) -> None:
-    connection = await asyncpg.connect(admin)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await connection.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200)
@@ -147,12 +128,9 @@ def main() -> None:
             upgrade(url)
             figures = asyncio.run(_run(url, args.messages, concurrency))
         rows.append(("SQLite", concurrency, figures))
-        url, admin = asyncio.run(_fresh_postgres())
-        try:
+        with fresh_postgres() as url:
             upgrade(url)
             figures = asyncio.run(_run(url, args.messages, concurrency))
-        finally:
-            asyncio.run(_drop_postgres(make_url(url).database or "", admin))
         rows.append(("PostgreSQL", concurrency, figures))
     print(f"\ninbound red message → lead's page sent ({args.messages} messages, each a new case)\n")
     print(

@@ -93,6 +93,10 @@ def _ignore(_: ChatEvent) -> None:
     return None
 
 
+def _no_case(_: EscalationResult) -> None:
+    return None
+
+
 def escalation_for(inbound: InboundMessage, assessment: dict[str, Any]) -> Escalation | None:
     """The case a screened message opens or raises: orange and red only (yellow opens a case when the
     person accepts a check-in or asks for someone, which the actions decide)."""
@@ -130,6 +134,7 @@ class Switchboard:
         retry_limit: int = 5,
         screen: Screen = screen_message,
         on_escalated: Callable[[], None] = _nothing,
+        on_case: Callable[[EscalationResult], None] = _no_case,
         on_message_for_counsellor: Callable[[ChatEvent], None] = _ignore,
     ) -> None:
         self._sessions = sessions
@@ -138,6 +143,7 @@ class Switchboard:
         self._actions_up = actions_up
         self._retry_limit = retry_limit
         self._on_escalated = on_escalated
+        self._on_case = on_case
         self._on_message_for_counsellor = on_message_for_counsellor
 
     @property
@@ -174,6 +180,7 @@ class Switchboard:
                 case.case_id if case else None,
             )
         if case is not None and case.paged:
+            self._on_case(case)  # consoles on this gateway hear of it now; the outbox sends it durably
             self._on_escalated()
         if result.held_by is not None:
             outcome = await self._to_counsellor(stored, result.held_by)

@@ -84,6 +84,7 @@ def create_app(
             actions_up=actions_up or app.ctx.monitor.is_up,
             retry_limit=settings.retry_limit,
             on_escalated=app.ctx.dispatcher.wake,
+            on_case=app.ctx.alerts.announce,
             on_message_for_counsellor=app.ctx.alerts.message_for_counsellor,
         )
 

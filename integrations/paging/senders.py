@@ -12,7 +12,10 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from records.escalation import EscalationResult
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ class LogSender:
         )
 
 
+def _key(page: Page) -> tuple[object, ...]:
+    return (page.case_id, page.reason, page.level, page.counsellor_id)
+
+
 class ConsoleAlerts:
     """The console's live feed: pages, and messages for a counsellor who holds a conversation. Keeps the
     newest of each and a queue per listener (a websocket, a test)."""
@@ -69,10 +76,23 @@ class ConsoleAlerts:
         self.recent: deque[Page] = deque(maxlen=keep)
         self.chat: deque[ChatEvent] = deque(maxlen=keep)
         self._listeners: set[asyncio.Queue[Page | ChatEvent]] = set()
+        self._announced: deque[tuple[object, ...]] = deque(maxlen=keep)
+
+    def announce(self, case: EscalationResult) -> None:
+        """Tells the consoles on this gateway of a case the moment it is stored, before the dispatcher
+        takes its pages from the outbox (on SQLite under load, the outbox's round can take a second).
+        The dispatcher's delivery of the same pages is then recorded here but not published twice."""
+        reason = "case_raised" if case.raised else "case_opened"
+        for counsellor_id in case.paged:
+            page = Page(0, counsellor_id, case.case_id, case.level or "", reason, {"announced": True})
+            self._announced.append(_key(page))
+            self.recent.append(page)
+            self._publish(page)
 
     async def send(self, page: Page) -> None:
         self.recent.append(page)
-        self._publish(page)
+        if _key(page) not in self._announced:
+            self._publish(page)
 
     def message_for_counsellor(self, event: ChatEvent) -> None:
         self.chat.append(event)

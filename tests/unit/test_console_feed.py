@@ -14,9 +14,10 @@ from integrations.console.feed import UNAUTHORISED, event_for
 from integrations.console.sessions import COOKIE
 from integrations.gateway.app import create_app
 from integrations.inbound import InboundMessage
-from integrations.paging.senders import ChatEvent, Page
+from integrations.paging.senders import ChatEvent, ConsoleAlerts, Page
 from records import accounts, messages, roster
 from records.db import with_session
+from records.escalation import EscalationResult
 from records.models import Counsellor, CounsellorRole
 from tests.unit.apps import gateway_settings
 from tests.unit.fakes import FakeEngine
@@ -103,3 +104,14 @@ def test_without_a_sign_in_the_feed_closes(app: Any) -> None:
     # sanic-testing reports the server's close as the request's exception
     with pytest.raises(ValueError, match=f"code={UNAUTHORISED}, reason='signed_out'"):
         app.test_client.websocket("/console/ws", mimic=stranger)
+
+
+async def test_an_announced_page_is_published_once_even_when_the_dispatcher_delivers_it() -> None:
+    alerts = ConsoleAlerts()
+    heard = alerts.listen()
+    alerts.announce(EscalationResult(case_id=7, level="red", opened=True, paged=[1, 2]))
+    await alerts.send(Page(outbox_id=31, counsellor_id=1, case_id=7, level="red", reason="case_opened"))
+    await alerts.send(Page(outbox_id=32, counsellor_id=3, case_id=7, level="red", reason="case_opened"))
+    published = [heard.get_nowait() for _ in range(heard.qsize())]
+    assert [(p.counsellor_id, p.outbox_id) for p in published] == [(1, 0), (2, 0), (3, 32)]
+    assert len(alerts.recent) == 4  # every delivery is still on record

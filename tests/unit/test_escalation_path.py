@@ -330,7 +330,10 @@ class ConsoleWatchingEngine(FakeEngine):
     async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        while not self.app.ctx.alerts.recent and loop.time() - start < self.patience:
+        # the dispatcher's delivery from the outbox (outbox_id set), not the switchboard's announcement
+        while (
+            not any(p.outbox_id for p in self.app.ctx.alerts.recent) and loop.time() - start < self.patience
+        ):
             await asyncio.sleep(0.01)
         self.waited = loop.time() - start
         return await super().trigger(sender_id, intent, entities)
@@ -367,7 +370,10 @@ async def test_a_red_web_chat_message_reaches_the_console(
     assert response.status == 200
     assert [intent for _, intent, _ in engine.triggered] == ["EXTERNAL_risk_red"]
     [case] = await _cases(sessions)
-    assert [(p.case_id, p.counsellor_id, p.level, p.reason) for p in app.ctx.alerts.recent] == [
-        (case.id, counsellor, "red", "case_opened")
-    ]
+    announced = [p for p in app.ctx.alerts.recent if not p.outbox_id]
+    dispatched = [p for p in app.ctx.alerts.recent if p.outbox_id]
+    for pages in (announced, dispatched):  # told at once, then delivered durably: the same page
+        assert [(p.case_id, p.counsellor_id, p.level, p.reason) for p in pages] == [
+            (case.id, counsellor, "red", "case_opened")
+        ]
     assert engine.waited is not None and engine.waited < 2.0
