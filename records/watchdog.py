@@ -18,7 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import audit, paging, staffing
 from records.escalation import staff_case
-from records.models import Assignment, Case, CaseStatus, FollowUp, OutboxItem, utcnow
+from records.models import (
+    Assignment,
+    Author,
+    Case,
+    CaseStatus,
+    Conversation,
+    FollowUp,
+    InboundStatus,
+    Message,
+    OutboxItem,
+    utcnow,
+)
 from triage_protocols import level_spec
 
 log = logging.getLogger(__name__)
@@ -28,6 +39,7 @@ log = logging.getLogger(__name__)
 class WatchdogRound:
     repaged_cases: int
     overdue_follow_ups: int
+    unanswered_held: int = 0
 
 
 async def run_once(session: AsyncSession, *, now: datetime | None = None, batch: int = 50) -> WatchdogRound:
@@ -35,8 +47,9 @@ async def run_once(session: AsyncSession, *, now: datetime | None = None, batch:
     now = now or utcnow()
     cases = await repage_unclaimed(session, now=now, batch=batch)
     follow_ups = await page_overdue_follow_ups(session, now=now, batch=batch)
+    unanswered = await page_unanswered_held(session, now=now, batch=batch)
     await session.commit()
-    return WatchdogRound(cases, follow_ups)
+    return WatchdogRound(cases, follow_ups, unanswered)
 
 
 async def repage_unclaimed(session: AsyncSession, *, now: datetime, batch: int = 50) -> int:
@@ -181,4 +194,67 @@ async def page_overdue_follow_ups(session: AsyncSession, *, now: datetime, batch
             paged=staff,
         )
         surfaced += 1
+    return surfaced
+
+
+async def page_unanswered_held(session: AsyncSession, *, now: datetime, batch: int = 50) -> int:
+    """A counsellor holds a conversation but has not answered the child within the case level's claim
+    deadline (red 3 minutes): the bot is silent, so nobody is talking with the child. The holder and the
+    supervisors are paged, once per unanswered message."""
+    waiting = Message.__table__.alias("waiting")
+    answered_later = (
+        select(Message.id)
+        .where(
+            Message.conversation_id == waiting.c.conversation_id,
+            Message.author == Author.COUNSELLOR,
+            Message.id > waiting.c.id,
+        )
+        .exists()
+    )
+    rows = (
+        await session.execute(
+            select(waiting.c.id, waiting.c.created_at, Conversation.id, Conversation.held_by, Case)
+            .join(Conversation, Conversation.id == waiting.c.conversation_id)
+            .join(Case, (Case.conversation_id == Conversation.id) & (Case.status != CaseStatus.CLOSED))
+            .where(
+                waiting.c.status == InboundStatus.TO_COUNSELLOR,
+                Conversation.held_by.is_not(None),
+                ~answered_later,
+            )
+            .order_by(waiting.c.id)
+            .limit(batch)
+        )
+    ).all()
+    surfaced = 0
+    for message_id, written_at, conversation_id, holder, case in rows:
+        deadline = timedelta(minutes=level_spec(case.level).case.claim_within_minutes or 5)
+        if written_at is None or now - written_at < deadline:
+            continue
+        recipients = [holder, *(s.id for s in await staffing.supervisors(session, now) if s.id != holder)]
+        paged = [
+            counsellor_id
+            for counsellor_id in recipients
+            if await paging.page(
+                session,
+                case_id=case.id,
+                counsellor_id=counsellor_id,
+                reason="held_unanswered",
+                level=case.level,
+                stage=f"m{message_id}",
+                at=now,
+                message_id=message_id,
+            )
+        ]
+        if paged:
+            audit.append(
+                session,
+                actor="watchdog",
+                action="held_unanswered",
+                subject=conversation_id,
+                case_id=case.id,
+                message_id=message_id,
+                holder=holder,
+                paged=paged,
+            )
+            surfaced += 1
     return surfaced

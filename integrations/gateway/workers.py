@@ -62,7 +62,7 @@ def watchdog_round(
     async def round_() -> watchdog.WatchdogRound:
         async with sessions() as session:
             done = await watchdog.run_once(session)
-        if done.repaged_cases or done.overdue_follow_ups:
+        if done.repaged_cases or done.overdue_follow_ups or done.unanswered_held:
             dispatcher.wake()
         return done
 

@@ -4,16 +4,19 @@ handing back lets the bot answer again with a closing message in between."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations.content import gateway_texts
 from integrations.inbound import InboundMessage
 from integrations.paging.senders import ChatEvent
 from integrations.switchboard import Switchboard
-from records import handoff, messages
+from records import handoff, messages, watchdog
 from records.cases import CaseError, close
-from records.models import Author, Case, CaseStatus, InboundStatus, Message
+from records.models import Author, Case, CaseStatus, InboundStatus, Message, OutboxItem
 from records.roster import put_on_call
 from tests.unit.fakes import FakeEngine
 from triage_protocols.directory import hotline_list
@@ -150,3 +153,40 @@ async def test_a_message_waiting_for_a_retry_goes_to_the_counsellor_who_took_ove
         stored = await session.get_one(Message, waiting.message_id)
     assert stored.status == InboundStatus.TO_COUNSELLOR
     assert line.events[-1].message_id == waiting.message_id
+
+
+async def test_a_held_conversation_left_unanswered_pages_the_holder_and_the_supervisor(
+    sessions: Sessions, line: Line
+) -> None:
+    conversation, case_id, (v1, *_, supervisor) = await line.start()
+    async with sessions() as session:
+        await handoff.take_over(session, case_id, v1)
+    waiting = await line.say(conversation, "老师你还在吗")
+    red_deadline = timedelta(minutes=3)
+    async with sessions() as session:
+        written = (await session.get_one(Message, waiting.message_id)).created_at
+        early = await watchdog.run_once(session, now=written + red_deadline - timedelta(seconds=5))
+    assert early.unanswered_held == 0
+    async with sessions() as session:
+        late = await watchdog.run_once(session, now=written + red_deadline + timedelta(seconds=5))
+        again = await watchdog.run_once(session, now=written + red_deadline + timedelta(seconds=10))
+    assert (late.unanswered_held, again.unanswered_held) == (1, 0)  # once per unanswered message
+    async with sessions() as session:
+        pages = list(
+            await session.scalars(
+                select(OutboxItem).where(OutboxItem.payload["reason"].as_string() == "held_unanswered")
+            )
+        )
+    assert sorted(p.counsellor_id for p in pages) == sorted([v1, supervisor])
+
+
+async def test_an_answered_held_message_pages_nobody(sessions: Sessions, line: Line) -> None:
+    conversation, case_id, (v1, *_) = await line.start()
+    async with sessions() as session:
+        await handoff.take_over(session, case_id, v1)
+    waiting = await line.say(conversation, "老师你还在吗")
+    async with sessions() as session:
+        await handoff.counsellor_says(session, conversation, v1, "我在，我一直在。")
+        written = (await session.get_one(Message, waiting.message_id)).created_at
+        done = await watchdog.run_once(session, now=written + timedelta(hours=1))
+    assert done.unanswered_held == 0
