@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,21 +94,16 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
     if not recipients:  # no one left on call, or the ladder says supervisor
         step = "supervisor"
         recipients = [s.id for s in await staffing.supervisors(session, now)]
-    paged = [
-        counsellor_id
-        for counsellor_id in recipients
-        if await paging.page(
-            session,
-            case_id=case.id,
-            counsellor_id=counsellor_id,
-            reason="unclaimed",
-            level=case.level,
-            stage=stage + 1,
-            at=now,
-            step=step,
-            waiting_since=case.opened_at.isoformat(),
-        )
-    ]
+    paged = await _page_all(
+        session,
+        case,
+        recipients,
+        "unclaimed",
+        stage + 1,
+        now,
+        step=step,
+        waiting_since=case.opened_at.isoformat(),
+    )
     audit.append(
         session,
         actor="watchdog",
@@ -123,6 +119,33 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
     if not paged:
         log.error("case %s unclaimed at stage %s and nobody left to page", case.id, stage + 1)
     return True
+
+
+async def _page_all(
+    session: AsyncSession,
+    case: Case,
+    recipients: list[int],
+    reason: str,
+    stage: int | str,
+    now: datetime,
+    **detail: Any,
+) -> list[int]:
+    """Pages each recipient about the case at its level; returns those paged now (a page already
+    written for the same case, reason, level, stage and person is not written again)."""
+    return [
+        counsellor_id
+        for counsellor_id in recipients
+        if await paging.page(
+            session,
+            case_id=case.id,
+            counsellor_id=counsellor_id,
+            reason=reason,
+            level=case.level,
+            stage=stage,
+            at=now,
+            **detail,
+        )
+    ]
 
 
 async def _next_on_call(session: AsyncSession, case: Case, now: datetime) -> list[int]:
@@ -170,19 +193,17 @@ async def page_overdue_follow_ups(session: AsyncSession, *, now: datetime, batch
             staff.insert(0, case.claimed_by)
         if not staff:
             staff = [s.id for s in await staffing.supervisors(session, now)]
-        for counsellor_id in staff:
-            await paging.page(
-                session,
-                case_id=case.id,
-                counsellor_id=counsellor_id,
-                reason="follow_up_overdue",
-                level=case.level,
-                stage=f"f{follow_up.id}",
-                at=now,
-                follow_up_id=follow_up.id,
-                follow_up_kind=follow_up.kind,
-                due_at=follow_up.due_at.isoformat(),
-            )
+        await _page_all(
+            session,
+            case,
+            staff,
+            "follow_up_overdue",
+            f"f{follow_up.id}",
+            now,
+            follow_up_id=follow_up.id,
+            follow_up_kind=follow_up.kind,
+            due_at=follow_up.due_at.isoformat(),
+        )
         audit.append(
             session,
             actor="watchdog",
@@ -231,20 +252,9 @@ async def page_unanswered_held(session: AsyncSession, *, now: datetime, batch: i
         if written_at is None or now - written_at < deadline:
             continue
         recipients = [holder, *(s.id for s in await staffing.supervisors(session, now) if s.id != holder)]
-        paged = [
-            counsellor_id
-            for counsellor_id in recipients
-            if await paging.page(
-                session,
-                case_id=case.id,
-                counsellor_id=counsellor_id,
-                reason="held_unanswered",
-                level=case.level,
-                stage=f"m{message_id}",
-                at=now,
-                message_id=message_id,
-            )
-        ]
+        paged = await _page_all(
+            session, case, recipients, "held_unanswered", f"m{message_id}", now, message_id=message_id
+        )
         if paged:
             audit.append(
                 session,
