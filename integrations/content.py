@@ -29,6 +29,7 @@ class GatewayTexts(BaseModel):
     failsafe: str
     no_counsellor_on_shift: str
     with_counsellor_red: str
+    slow_down: str
     errors: ErrorTexts
 
 

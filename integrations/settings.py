@@ -33,3 +33,6 @@ class GatewaySettings(BaseSettings):
     # XINQIAO_CONSOLE_SECURE_COOKIES=true), so that http://127.0.0.1 works on a developer's machine.
     console_secure_cookies: bool = False
     console_session_hours: float = 12.0
+    # The address the outside world reaches this gateway at (https://line.example.org), without a
+    # trailing slash. Twilio signs the exact public URL, and Telegram and WeChat are told where to post.
+    public_url: str | None = None

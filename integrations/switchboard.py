@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,7 +29,7 @@ from integrations.paging.senders import ChatEvent
 from integrations.triage_gate import ESCALATING, present_signal_ids, risk_metadata, route_for, subject_at_risk
 from records import handoff, messages
 from records.escalation import Escalation, EscalationResult
-from records.models import Author, InboundStatus, Message
+from records.models import Author, InboundStatus, Message, utcnow
 from triage_protocols import screen
 from triage_protocols.directory import hotline_list
 
@@ -132,6 +133,7 @@ class Switchboard:
         *,
         actions_up: Callable[[], bool] = _always_up,
         retry_limit: int = 5,
+        stale_after_seconds: float = 60.0,
         screen: Screen = screen_message,
         on_escalated: Callable[[], None] = _nothing,
         on_case: Callable[[EscalationResult], None] = _no_case,
@@ -142,6 +144,7 @@ class Switchboard:
         self._screen = screen
         self._actions_up = actions_up
         self._retry_limit = retry_limit
+        self._stale_after = timedelta(seconds=stale_after_seconds)
         self._on_escalated = on_escalated
         self._on_case = on_case
         self._on_message_for_counsellor = on_message_for_counsellor
@@ -151,7 +154,10 @@ class Switchboard:
         """The engine this switchboard talks to (the console pauses and resumes conversations in it)."""
         return self._engine
 
-    async def receive(self, inbound: InboundMessage) -> Outcome:
+    async def receive(self, inbound: InboundMessage, *, slowed: bool = False) -> Outcome:
+        """`slowed`: the sender is over their channel's rate limit. The message is still stored and
+        screened (and opens its case); an orange or red one is answered as usual, anything else gets
+        the slow-down text instead of the engine."""
         # Screening is pure, never raises and takes well under a millisecond, so the assessment is
         # stored in the same transaction as the message, before the engine sees either.
         assessment = self._screen(inbound.text, inbound.audience or "student")
@@ -184,11 +190,13 @@ class Switchboard:
             self._on_escalated()
         if result.held_by is not None:
             outcome = await self._to_counsellor(stored, result.held_by)
+        elif slowed and stored.risk_level not in ESCALATING:
+            outcome = await self._slow_down(stored)
         else:
             outcome = await self._process(stored, self._metadata(inbound), notices=notices_for(case))
         return replace(outcome, case_id=case.case_id if case else None)
 
-    async def _to_counsellor(self, inbound: Message, counsellor_id: int) -> Outcome:
+    async def _to_counsellor(self, inbound: Message, counsellor_id: int, *, push: bool = False) -> Outcome:
         """A counsellor holds the conversation: the message is theirs, the bot stays silent. A red
         message still gets the numbers at once, while the counsellor reads it."""
         replies: list[tuple[str, dict[str, Any] | None]] = []
@@ -196,23 +204,33 @@ class Switchboard:
             replies.append((gateway_texts().with_counsellor_red.format(hotline_list=hotline_list()), None))
         async with self._sessions() as session:
             stored = await messages.store_replies(
-                session, inbound, replies, author=Author.SYSTEM, status=InboundStatus.TO_COUNSELLOR
+                session, inbound, replies, author=Author.SYSTEM, status=InboundStatus.TO_COUNSELLOR, push=push
             )
         self._on_message_for_counsellor(
             ChatEvent(inbound.conversation_id, inbound.id, counsellor_id, inbound.risk_level)
         )
         return Outcome(inbound.id, InboundStatus.TO_COUNSELLOR, [Reply.of(r) for r in stored])
 
-    async def retry_pending(self) -> int:
-        """Sends waiting messages to the engine again. Returns how many were answered this round."""
+    async def _slow_down(self, inbound: Message) -> Outcome:
+        text = gateway_texts().slow_down.format(hotline_list=hotline_list())
         async with self._sessions() as session:
-            waiting = await messages.pending_retries(session)
+            stored = await messages.store_replies(
+                session, inbound, [(text, None)], author=Author.SYSTEM, status=InboundStatus.SLOWED
+            )
+        return Outcome(inbound.id, InboundStatus.SLOWED, [Reply.of(r) for r in stored])
+
+    async def retry_pending(self) -> int:
+        """Sends waiting messages to the engine again, and messages a gateway stored but never answered
+        (it died in between; older than `stale_after_seconds`, so none still in flight). Returns how many
+        were answered this round."""
+        async with self._sessions() as session:
+            waiting = await messages.pending_retries(session, stale_before=utcnow() - self._stale_after)
         answered = 0
         for message in waiting:
             async with self._sessions() as session:
                 holder = await handoff.holder_of(session, message.conversation_id)
             if holder is not None:  # a counsellor took the conversation over meanwhile: it is theirs
-                await self._to_counsellor(message, holder)
+                await self._to_counsellor(message, holder, push=True)
                 continue
             outcome = await self._process(message, {"channel": message.channel, "retry": True}, retry=True)
             if outcome.status == InboundStatus.ANSWERED:
@@ -255,7 +273,7 @@ class Switchboard:
         replies += [(text, None) for text in notices]
         async with self._sessions() as session:
             stored = await messages.store_replies(
-                session, inbound, replies, author=Author.BOT, status=InboundStatus.ANSWERED
+                session, inbound, replies, author=Author.BOT, status=InboundStatus.ANSWERED, push=retry
             )
         return Outcome(inbound.id, InboundStatus.ANSWERED, [Reply.of(r) for r in stored])
 

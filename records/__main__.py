@@ -31,7 +31,7 @@ from records.keys import rotate_all
 from records.migrate import upgrade
 from records.models import CounsellorRole, utcnow
 from records.retention import export_case, purge_closed
-from records.roster import add_counsellor, add_shift
+from records.roster import add_counsellor, add_shift, set_paging
 from records.settings import default_database_url
 
 
@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     counsellor.add_argument("--name", required=True)
     counsellor.add_argument("--role", choices=[r.value for r in CounsellorRole], default="volunteer")
     counsellor.add_argument("--on-call-hours", type=float)
+    paging_help = "where pages go besides the console: log (default), sms, telegram"
+    counsellor.add_argument("--page-channel", default="log", help=paging_help)
+    counsellor.add_argument(
+        "--page-address", help="a phone number (+86…) or a Telegram chat id; stored encrypted"
+    )
+    paging = commands.add_parser("set-paging", help="change where a counsellor's pages go")
+    paging.add_argument("handle")
+    paging.add_argument("--channel", required=True, help=paging_help)
+    paging.add_argument("--address", help="a phone number (+86…) or a Telegram chat id; stored encrypted")
     shift = commands.add_parser("add-shift", help="add an on-call shift")
     shift.add_argument("handle")
     shift.add_argument("--hours", type=float, required=True)
@@ -113,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "add-counsellor":
 
         async def add(session: AsyncSession) -> None:
-            added = await add_counsellor(session, args.handle, args.name, CounsellorRole(args.role))
+            added = await add_counsellor(
+                session,
+                args.handle,
+                args.name,
+                CounsellorRole(args.role),
+                page_channel=args.page_channel,
+                page_address=args.page_address,
+            )
             if args.on_call_hours:
                 await add_shift(
                     session, args.handle, utcnow(), utcnow() + timedelta(hours=args.on_call_hours)
@@ -121,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"counsellor {added.id} ({args.role}) added")
 
         _with_session(add)
+    elif args.command == "set-paging":
+        _with_session(lambda s: set_paging(s, args.handle, args.channel, args.address))
+        print(f"pages for {args.handle} go to the console and {args.channel}")
     elif args.command == "add-shift":
         starts = args.starts or utcnow()
         if starts.tzinfo is None:

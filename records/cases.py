@@ -1,19 +1,23 @@
-"""What staff do to a case: claim it, write notes, refer, plan follow-ups, record the family contact, close.
+"""What staff do to a case: claim it, write notes, change its level, refer, plan follow-ups, record the
+family contact, close.
 
-Each function is one audited unit of work in the caller's session and commits it, so the console (next
-issue) and the command line call the same code. Notes and family-contact summaries are encrypted at rest
-by their column type; the audit log gets ids and codes only.
+Each function is one audited unit of work in the caller's session and commits it, so the console and the
+command line call the same code. Notes and family-contact summaries are encrypted at rest by their column
+type; the audit log gets ids and codes only. A request that does not fit the case's state raises
+CaseError, whose message is a code (`closed`, `no_case`, `needs_supervisor` …) the console shows words for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records import audit
+from records import audit, escalation
+from records.escalation import Escalation, EscalationResult
 from records.models import (
     Case,
     CaseStatus,
@@ -25,8 +29,8 @@ from records.models import (
     ReferralStatus,
     utcnow,
 )
-from triage_protocols import load_protocol
-from triage_protocols.directory import entries
+from triage_protocols import Level, load_protocol
+from triage_protocols.directory import Entry, entries
 
 # A referral moves forward only: proposed → accepted → attended → closed (or closed at any point, when
 # the family declines or the place cannot take the child).
@@ -38,8 +42,26 @@ _NEXT: dict[str, set[str]] = {
 }
 
 
+MAX_FOLLOW_UP_WHAT = 200  # the column's length
+LEVEL_CHANGE_REASON = "counsellor:level_change"
+
+
 class CaseError(ValueError):
-    """A request that does not fit the case's state (claimed by someone else, closed, unknown entry)."""
+    """A request that does not fit the case's state (claimed by someone else, closed, unknown entry). The
+    message is a code, never words: `no_case`, `closed`, `needs_supervisor`, `same_level`, `level_moved`,
+    `not_for_referral`, `no_referral`, `referral_order`, `no_follow_up`, `already_done` (and handoff's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LevelChange:
+    """What `change_level` did: the level before and after, the note holding the reason, and for a raise
+    the escalation's result (who was paged), which the caller announces once the change is committed."""
+
+    case_id: int
+    before: str
+    after: str
+    note_id: int
+    escalation: EscalationResult | None = None
 
 
 async def open_queue(session: AsyncSession) -> Sequence[Case]:
@@ -80,7 +102,7 @@ async def claim(
 async def close(session: AsyncSession, case_id: int, counsellor_id: int, outcome: str) -> Case:
     case = await _case(session, case_id)
     if case.status == CaseStatus.CLOSED:
-        raise CaseError(f"case {case_id} is already closed")
+        raise CaseError("closed")
     case.status, case.closed_at, case.outcome, case.next_escalation_at = (
         CaseStatus.CLOSED,
         utcnow(),
@@ -114,14 +136,86 @@ async def add_note(session: AsyncSession, case_id: int, counsellor_id: int, body
     return note
 
 
+async def change_level(
+    session: AsyncSession,
+    case_id: int,
+    counsellor_id: int,
+    level: Level | str,
+    reason: str,
+    *,
+    may_lower_red: bool,
+) -> LevelChange:
+    """A counsellor's judgement of the case's risk level, with the reason, which is stored as an encrypted
+    note; the audit log gets the levels and the note's id, never the reason's words.
+
+    A raise goes through `records.escalation.escalate` like any other, so staffing, pages, the family task
+    and the first check-in follow the protocol exactly. A lower level is set here and audited as its own
+    action; deadlines already running are kept (a lower level never loosens a clock) and nobody is taken
+    off the case. Lowering from red needs `may_lower_red` (a supervisor or an admin: a second pair of eyes).
+    """
+    target = Level(level)  # ValueError for a level that does not exist: the caller checks its input
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a level change needs a reason")
+    case = await _open_case(session, case_id)
+    before = Level(case.level)
+    if target == before:
+        raise CaseError("same_level")
+    if before == Level.RED and not may_lower_red:
+        raise CaseError("needs_supervisor")
+    note = Note(case_id=case_id, author_id=counsellor_id, body=reason)
+    session.add(note)
+    await session.flush()
+    result: EscalationResult | None = None
+    if target.rank > before.rank:
+        result = await escalation.escalate(
+            session,
+            Escalation(
+                conversation_id=case.conversation_id,
+                level=target,
+                origin="counsellor",
+                reason=LEVEL_CHANGE_REASON,
+                subject="self" if case.subject == "self" else "other",
+                audience=case.audience,
+            ),
+        )
+        if not result.raised:  # an escalation got there first, under the conversation's lock
+            await session.rollback()
+            raise CaseError("level_moved")
+        action = "level_raised"
+    else:
+        lowered = await session.execute(
+            update(Case)
+            .where(Case.id == case_id, Case.level_rank == before.rank, Case.status != CaseStatus.CLOSED)
+            .values(level=target.value, level_rank=target.rank)
+            .execution_options(synchronize_session=False)
+        )
+        if not lowered.rowcount:  # raised or closed since it was read
+            await session.rollback()
+            raise CaseError("level_moved")
+        await session.refresh(case)
+        action = "level_lowered"
+    _audit(
+        session,
+        case,
+        counsellor_id,
+        action,
+        before=before.value,
+        after=target.value,
+        note_id=note.id,
+    )
+    await session.commit()
+    return LevelChange(case_id, before.value, target.value, note.id, result)
+
+
 async def refer(
     session: AsyncSession, case_id: int, counsellor_id: int, entry_id: str, *, follow_up_on: date
 ) -> Referral:
     """Refers to a place in the directory that takes referrals, with the date to check it happened."""
-    entry = next((e for e in entries() if e.id == entry_id), None)
-    if entry is None or not entry.takes_referrals:
-        raise CaseError(f"{entry_id!r} is not a directory entry that takes referrals")
-    case = await _case(session, case_id)
+    entry = next((e for e in referral_places() if e.id == entry_id), None)
+    if entry is None:
+        raise CaseError("not_for_referral")
+    case = await _open_case(session, case_id)
     now = utcnow()
     referral = Referral(
         case_id=case_id,
@@ -154,9 +248,9 @@ async def set_referral_status(
 ) -> Referral:
     referral = await session.get(Referral, referral_id)
     if referral is None:
-        raise CaseError(f"no referral {referral_id}")
+        raise CaseError("no_referral")
     if status not in _NEXT[referral.status]:
-        raise CaseError(f"a referral cannot go from {referral.status} to {status}")
+        raise CaseError("referral_order")
     case = await _case(session, referral.case_id)
     previous, referral.status, referral.status_changed_at = referral.status, status, utcnow()
     _audit(
@@ -176,7 +270,7 @@ async def plan_return_to_school(
     session: AsyncSession, case_id: int, counsellor_id: int, first_day: date
 ) -> list[FollowUp]:
     """The protocol's return-to-school plan as dated follow-ups, counted from the first day back."""
-    case = await _case(session, case_id)
+    case = await _open_case(session, case_id)
     plan = load_protocol().follow_up_plans["return_to_school"]
     follow_ups = [
         FollowUp(
@@ -201,10 +295,38 @@ async def plan_return_to_school(
     return follow_ups
 
 
+async def add_follow_up(
+    session: AsyncSession, case_id: int, counsellor_id: int, due_on: date, what: str
+) -> FollowUp:
+    """A check-in a counsellor plans, due at the start of `due_on` (China time); paged once if not done.
+    `what` is for staff and is not encrypted (the column holds the protocol's plan steps too): the console
+    asks for what to do, not for names."""
+    what = what.strip()
+    if not what or len(what) > MAX_FOLLOW_UP_WHAT:
+        raise ValueError(f"what must be 1 to {MAX_FOLLOW_UP_WHAT} characters")
+    case = await _open_case(session, case_id)
+    follow_up = FollowUp(case_id=case_id, kind="check_in", what=what, due_at=_start_of(due_on))
+    session.add(follow_up)
+    await session.flush()
+    _audit(
+        session,
+        case,
+        counsellor_id,
+        "follow_up_added",
+        follow_up_id=follow_up.id,
+        kind=follow_up.kind,
+        due_on=due_on.isoformat(),
+    )
+    await session.commit()
+    return follow_up
+
+
 async def complete_follow_up(session: AsyncSession, follow_up_id: int, counsellor_id: int) -> FollowUp:
     follow_up = await session.get(FollowUp, follow_up_id)
     if follow_up is None:
-        raise CaseError(f"no follow-up {follow_up_id}")
+        raise CaseError("no_follow_up")
+    if follow_up.done_at is not None:
+        raise CaseError("already_done")
     case = await _case(session, follow_up.case_id)
     follow_up.done_at, follow_up.done_by = utcnow(), counsellor_id
     _audit(
@@ -253,6 +375,21 @@ async def record_family_contact(
     return contact
 
 
+def referral_places() -> tuple[Entry, ...]:
+    """The directory's entries that take referrals (orange and red cases), in the directory's order."""
+    return tuple(e for e in entries() if e.takes_referrals)
+
+
+def directory_entry(entry_id: str) -> Entry | None:
+    return next((e for e in entries() if e.id == entry_id), None)
+
+
+def next_statuses(status: str) -> list[str]:
+    """Where a referral may go from `status`, in the order it usually goes."""
+    allowed = _NEXT.get(status, set())
+    return [s.value for s in ReferralStatus if s in allowed]
+
+
 def _audit(session: AsyncSession, case: Case, counsellor_id: int, action: str, **detail: object) -> None:
     """One entry per staff action, in the action's transaction: who, what, on which case; codes only."""
     audit.append(
@@ -268,7 +405,16 @@ def _audit(session: AsyncSession, case: Case, counsellor_id: int, action: str, *
 async def _case(session: AsyncSession, case_id: int) -> Case:
     case = await session.get(Case, case_id)
     if case is None:
-        raise CaseError(f"no case {case_id}")
+        raise CaseError("no_case")
+    return case
+
+
+async def _open_case(session: AsyncSession, case_id: int) -> Case:
+    """The case, for something that plans ahead (a level, a referral, a follow-up): never a closed one,
+    whose follow-ups the watchdog no longer pages."""
+    case = await _case(session, case_id)
+    if case.status == CaseStatus.CLOSED:
+        raise CaseError("closed")
     return case
 
 

@@ -65,6 +65,7 @@ class Escalation:
     subject: Literal["self", "other"] = "self"
     audience: str | None = None
     channel: str = "engine"  # only used when the conversation is not yet stored (a bare Rasa session)
+    actor: str | None = None  # who escalates, for the audit log; by default read from the origin
 
 
 @dataclass(slots=True)
@@ -116,7 +117,7 @@ async def escalate(
     await _family_and_check_in(session, case, now)
     audit.append(
         session,
-        actor=_actor(request.origin),
+        actor=request.actor or _actor(request.origin),
         action=audit_action,
         subject=request.conversation_id,
         case_id=case.id,
@@ -281,9 +282,12 @@ async def _family_and_check_in(session: AsyncSession, case: Case, now: datetime)
         elif unsafe and not task.detail.get("check_safety_first"):
             task.detail = {**task.detail, "check_safety_first": True, "because": unsafe}
     due = now + days
-    current = await session.scalar(
+    current = await session.scalar(  # the protocol's own check-in: a counsellor's dated ones have words
         select(FollowUp).where(
-            FollowUp.case_id == case.id, FollowUp.kind == "check_in", FollowUp.done_at.is_(None)
+            FollowUp.case_id == case.id,
+            FollowUp.kind == "check_in",
+            FollowUp.what.is_(None),
+            FollowUp.done_at.is_(None),
         )
     )
     if current is None:

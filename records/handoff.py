@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records import audit
+from records import audit, deliveries
 from records.cases import CaseError
 from records.models import Author, Case, CaseStatus, Conversation, Direction, Message, utcnow
 
@@ -24,6 +24,13 @@ async def take_over(
     """Claims the case (unless this counsellor already holds it) and holds its conversation. CaseError
     when the case is closed or someone else holds it; nothing changes then."""
     now = now or utcnow()
+    # The conversation's row first, as escalations and reassignments take it: one lock order everywhere,
+    # so a take-over racing a reassignment waits for it instead of deadlocking on PostgreSQL.
+    conversation_id = await session.scalar(select(Case.conversation_id).where(Case.id == case_id))
+    if conversation_id is not None:
+        await session.execute(
+            select(Conversation.id).where(Conversation.id == conversation_id).with_for_update()
+        )
     claimed = await session.execute(
         update(Case)
         .where(
@@ -67,12 +74,20 @@ async def take_over(
     return await session.get_one(Conversation, case.conversation_id, populate_existing=True)
 
 
-async def hand_back(session: AsyncSession, conversation_id: str, counsellor_id: int, closing: str) -> Message:
+async def hand_back(
+    session: AsyncSession,
+    conversation_id: str,
+    counsellor_id: int,
+    closing: str,
+    *,
+    holder: int | None = None,
+) -> Message:
     """Ends the live handoff: the bot answers again, and the child reads `closing` (from the content
-    file) so the change is never silent. CaseError unless this counsellor holds the conversation."""
+    file) so the change is never silent. CaseError unless `holder` (by default this counsellor) holds the
+    conversation; a supervisor closing a case ends another counsellor's hold this way."""
     released = await session.execute(
         update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.held_by == counsellor_id)
+        .where(Conversation.id == conversation_id, Conversation.held_by == (holder or counsellor_id))
         .values(held_by=None, held_since=None)
         .execution_options(synchronize_session=False)
     )
@@ -85,6 +100,7 @@ async def hand_back(session: AsyncSession, conversation_id: str, counsellor_id: 
         actor=f"counsellor:{counsellor_id}",
         action="conversation_handed_back",
         subject=conversation_id,
+        holder=holder or counsellor_id,
     )
     await session.commit()
     return message
@@ -120,4 +136,5 @@ async def _outbound(
     )
     session.add(message)
     await session.flush()
+    await deliveries.push(session, message)  # a Telegram, SMS or WeChat user gets it on their channel
     return message

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records import audit
+from records import audit, deliveries
 from records.escalation import Escalation, EscalationResult, escalate
 from records.models import Author, Conversation, Direction, InboundStatus, Message
 
@@ -115,8 +115,10 @@ async def store_replies(
     *,
     author: Author,
     status: InboundStatus,
+    push: bool = False,
 ) -> list[Message]:
-    """Stores the replies to an inbound message and its new status in one transaction."""
+    """Stores the replies to an inbound message and its new status in one transaction. `push` queues
+    them for the user's channel too: the answer to a retried message has no webhook waiting for it."""
     stored = [
         Message(
             conversation_id=inbound.conversation_id,
@@ -130,6 +132,10 @@ async def store_replies(
         for text, payload in replies
     ]
     session.add_all(stored)
+    if push:
+        await session.flush()
+        for message in stored:
+            await deliveries.push(session, message)
     inbound = await session.merge(inbound)
     inbound.status = status
     inbound.attempts += 1
@@ -148,14 +154,25 @@ async def mark_failed_attempt(session: AsyncSession, inbound: Message, *, retry_
     return inbound
 
 
-async def pending_retries(session: AsyncSession, limit: int = 50) -> Sequence[Message]:
-    """Messages the engine has not answered, oldest first, so a conversation keeps its order."""
+async def pending_retries(
+    session: AsyncSession, limit: int = 50, *, stale_before: datetime | None = None
+) -> Sequence[Message]:
+    """Messages the engine has not answered, oldest first, so a conversation keeps its order. With
+    `stale_before`, also messages still `received` from before it: a gateway that died between storing a
+    message and answering it left them, and the person must still get an answer."""
+    waiting = Message.status == InboundStatus.RETRY_PENDING
+    if stale_before is not None:
+        waiting = or_(
+            waiting,
+            and_(
+                Message.status == InboundStatus.RECEIVED,
+                Message.direction == Direction.INBOUND,
+                Message.created_at < stale_before,
+            ),
+        )
     return (
         await session.scalars(
-            select(Message)
-            .where(Message.status == InboundStatus.RETRY_PENDING)
-            .order_by(Message.created_at, Message.id)
-            .limit(limit)
+            select(Message).where(waiting).order_by(Message.created_at, Message.id).limit(limit)
         )
     ).all()
 

@@ -10,22 +10,61 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from records import audit
 from records.models import Case, OutboxItem, OutboxStatus, utcnow
 
 
+async def add_once(session: AsyncSession, **values: Any) -> bool:
+    """Writes an item in the caller's transaction unless one with its dedupe key exists; True when new.
+
+    An INSERT … ON CONFLICT DO NOTHING, so a duplicate neither fails the transaction nor waits on it.
+    """
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(OutboxItem)
+        .values(status=OutboxStatus.PENDING, attempts=0, delivered_via=[], **values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return bool((await session.execute(statement)).rowcount)
+
+
 async def lease(
-    session: AsyncSession, *, now: datetime | None = None, limit: int = 20, lease_seconds: float = 30.0
+    session: AsyncSession,
+    *,
+    kind: str = "page",
+    now: datetime | None = None,
+    limit: int = 20,
+    lease_seconds: float = 30.0,
 ) -> list[OutboxItem]:
-    """Takes up to `limit` items that are due, oldest first, and commits the lease."""
+    """Takes up to `limit` items of one kind that are due, oldest first, and commits the lease. Each kind
+    has its own dispatcher (pages to staff, messages to users), so one never waits behind the other. Of a
+    topic only the first unsent item is due: a user's second message waits until the first is sent (or
+    has failed for good), however its retries go."""
     now = now or utcnow()
-    due = or_(
-        and_(OutboxItem.status == OutboxStatus.PENDING, OutboxItem.available_at <= now),
-        and_(OutboxItem.status == OutboxStatus.SENDING, OutboxItem.lease_until < now),
+    earlier = aliased(OutboxItem)
+    waiting_behind = (
+        select(earlier.id)
+        .where(
+            earlier.topic == OutboxItem.topic,
+            earlier.id < OutboxItem.id,
+            earlier.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
+        )
+        .exists()
+    )
+    due = and_(
+        OutboxItem.kind == kind,
+        or_(
+            and_(OutboxItem.status == OutboxStatus.PENDING, OutboxItem.available_at <= now),
+            and_(OutboxItem.status == OutboxStatus.SENDING, OutboxItem.lease_until < now),
+        ),
+        or_(OutboxItem.topic.is_(None), ~waiting_behind),
     )
     candidates: Sequence[OutboxItem] = (
         await session.scalars(
@@ -82,11 +121,13 @@ async def mark_failed_attempt(
     delivered_via: list[str],
     error: str,
     max_attempts: int,
+    failure_action: str = "page_failed",
     base_delay_seconds: float = 2.0,
     now: datetime | None = None,
 ) -> str:
-    """Counts a failed attempt: retried after 2, 4, 8 … seconds, failed for good at `max_attempts`.
-    `error` is a code (an exception's class name), never a payload or an address."""
+    """Counts a failed attempt: retried after 2, 4, 8 … seconds, failed for good at `max_attempts`, which
+    is audited as `failure_action`. `error` is a code (an exception's class name), never a payload or an
+    address."""
     now = now or utcnow()
     attempts = item.attempts + 1
     status = OutboxStatus.FAILED if attempts >= max_attempts else OutboxStatus.PENDING
@@ -107,8 +148,8 @@ async def mark_failed_attempt(
         audit.append(
             session,
             actor="dispatcher",
-            action="page_failed",
-            subject=case.conversation_id if case is not None else "",
+            action=failure_action,
+            subject=case.conversation_id if case is not None else (item.topic or ""),
             case_id=item.case_id,
             outbox_id=item.id,
             counsellor_id=item.counsellor_id,

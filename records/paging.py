@@ -9,10 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from records.models import OutboxItem, OutboxStatus
+from records import outbox
 
 PAGE = "page"
 
@@ -32,25 +31,14 @@ async def page(
     stage: int | str = 0,
     **detail: Any,
 ) -> bool:
-    """Adds a page for one counsellor. True when it is new; False when that page was already written.
-
-    An INSERT … ON CONFLICT DO NOTHING, so a duplicate neither fails the transaction nor waits on it.
-    """
-    values = {
-        "kind": PAGE,
-        "dedupe_key": page_key(case_id, reason, counsellor_id, level=level, stage=stage),
-        "case_id": case_id,
-        "counsellor_id": counsellor_id,
-        "payload": {"case_id": case_id, "level": level, "reason": reason, "stage": stage, **detail},
-        "status": OutboxStatus.PENDING,
-        "attempts": 0,
-        "available_at": at,
-        "delivered_via": [],
-        "created_at": at,
-    }
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(OutboxItem).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    """Adds a page for one counsellor. True when it is new; False when that page was already written."""
+    return await outbox.add_once(
+        session,
+        kind=PAGE,
+        dedupe_key=page_key(case_id, reason, counsellor_id, level=level, stage=stage),
+        case_id=case_id,
+        counsellor_id=counsellor_id,
+        payload={"case_id": case_id, "level": level, "reason": reason, "stage": stage, **detail},
+        available_at=at,
+        created_at=at,
     )
-    result = await session.execute(statement)
-    return bool(result.rowcount)

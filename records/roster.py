@@ -38,6 +38,21 @@ async def add_counsellor(
     return counsellor
 
 
+async def set_paging(
+    session: AsyncSession, handle: str, channel: str, address: str | None, *, actor: str = "command_line"
+) -> Counsellor:
+    """Where a counsellor's pages go besides the console (the address is encrypted by its column)."""
+    counsellor = await session.scalar(select(Counsellor).where(Counsellor.handle == handle))
+    if counsellor is None:
+        raise LookupError(f"no counsellor {handle!r}")
+    counsellor.page_channel, counsellor.page_address = channel, address
+    audit.append(
+        session, actor=actor, action="paging_changed", subject=f"counsellor:{counsellor.id}", channel=channel
+    )
+    await session.commit()
+    return counsellor
+
+
 async def add_shift(
     session: AsyncSession, handle: str, starts_at: datetime, ends_at: datetime, *, actor: str = "command_line"
 ) -> Shift:

@@ -9,6 +9,7 @@ and admins on every case. Every read of a case is written to the audit log.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sanic import Blueprint, Request
@@ -24,6 +25,7 @@ from records import audit, cases, handoff
 from records.cases import CaseError
 from records.models import (
     Assignment,
+    AuditEntry,
     Case,
     Conversation,
     Counsellor,
@@ -32,6 +34,7 @@ from records.models import (
     FollowUp,
     Message,
     Note,
+    Referral,
     utcnow,
 )
 
@@ -41,9 +44,11 @@ console_cases = Blueprint("console_cases", url_prefix="/console/api")
 
 SEES_EVERY_CASE = frozenset({CounsellorRole.SUPERVISOR, CounsellorRole.ADMIN})
 MAX_OUTCOME_LENGTH = 64
+LEVEL_CHANGES = ("level_raised", "level_lowered")  # audit actions whose note_id names a reason's note
 
 
-def _error(code: str, status: int) -> HTTPResponse:
+def error(code: str, status: int) -> HTTPResponse:
+    """An error answer: a code only; the page holds the words."""
     return json({"error": code}, status=status)
 
 
@@ -56,16 +61,18 @@ async def _may_open(session: AsyncSession, counsellor: Counsellor, case: Case) -
     return assigned is not None
 
 
-async def _case_for(request: Request, session: AsyncSession, case_id: int) -> Case | HTTPResponse:
+async def case_for(request: Request, session: AsyncSession, case_id: int) -> Case | HTTPResponse:
+    """The case, when the signed-in counsellor may open it; else the answer to send (404 or 403)."""
     case = await session.get(Case, case_id)
     if case is None:
-        return _error("no_case", 404)
+        return error("no_case", 404)
     if not await _may_open(session, request.ctx.counsellor, case):
-        return _error("forbidden", 403)
+        return error("forbidden", 403)
     return case
 
 
-def _body(request: Request) -> dict[str, Any]:
+def body_of(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or an empty one for anything else."""
     return request.json if isinstance(request.json, dict) else {}
 
 
@@ -87,8 +94,10 @@ async def queue(request: Request) -> HTTPResponse:
                 )
             ).all()
         )
+        names = await _names(session, [c.claimed_by for c in waiting] + list(held.values()))
     return json(
         {
+            "names": names,
             "cases": [
                 {
                     "id": case.id,
@@ -102,7 +111,7 @@ async def queue(request: Request) -> HTTPResponse:
                     "subject": case.subject,
                 }
                 for case in waiting
-            ]
+            ],
         }
     )
 
@@ -113,7 +122,7 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
     """The whole case with the conversation's history (child, bot, counsellors). The read is audited."""
     me = request.ctx.counsellor
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         case = found
@@ -126,7 +135,27 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
         staff = await rows(Assignment, Assignment.case_id == case.id)
         family = await rows(FamilyContact, FamilyContact.case_id == case.id)
         follow_ups = await rows(FollowUp, FollowUp.case_id == case.id)
+        referrals = await rows(Referral, Referral.case_id == case.id)
+        level_changes = {
+            entry.detail.get("note_id"): {
+                "before": entry.detail.get("before"),
+                "after": entry.detail.get("after"),
+            }
+            for entry in await rows(
+                AuditEntry,
+                AuditEntry.subject == case.conversation_id,
+                AuditEntry.action.in_(LEVEL_CHANGES),
+            )
+            if entry.detail.get("case_id") == case.id
+        }
         holder = await handoff.holder_of(session, case.conversation_id)
+        names = await _names(
+            session,
+            [a.counsellor_id for a in staff]
+            + [n.author_id for n in notes]
+            + [(m.payload or {}).get("counsellor_id") for m in history]
+            + [case.claimed_by, holder],
+        )
         audit.append(
             session,
             actor=f"counsellor:{me.id}",
@@ -137,6 +166,7 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
         await session.commit()
     return json(
         {
+            "names": names,
             "case": {
                 "id": case.id,
                 "level": case.level,
@@ -161,21 +191,63 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
                 }
                 for m in history
             ],
-            "notes": [{"id": n.id, "author_id": n.author_id, "body": n.body} for n in notes],
+            "notes": [
+                {
+                    "id": n.id,
+                    "author_id": n.author_id,
+                    "body": n.body,
+                    "at": _iso(n.created_at),
+                    "level_change": level_changes.get(n.id),  # the reason for a level change, or None
+                }
+                for n in notes
+            ],
             "assignments": [{"counsellor_id": a.counsellor_id, "role": a.role} for a in staff],
-            "family_contacts": [{"id": f.id, "status": f.status, "detail": f.detail} for f in family],
+            "family_contacts": [
+                {
+                    "id": f.id,
+                    "status": f.status,
+                    "detail": f.detail,
+                    "relation": f.relation,
+                    "summary": f.summary,
+                    "contacted_at": _iso(f.contacted_at),
+                    "due_by": _iso(f.due_by),
+                }
+                for f in family
+            ],
             "follow_ups": [
                 {
                     "id": f.id,
                     "kind": f.kind,
                     "due_at": f.due_at.isoformat(),
                     "done": f.done_at is not None,
+                    "done_at": _iso(f.done_at),
                     "what": f.what,
+                    "referral_id": f.referral_id,
                 }
                 for f in follow_ups
             ],
+            "referrals": [_referral_json(r) for r in referrals],
         }
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _referral_json(referral: Referral) -> dict[str, Any]:
+    entry = cases.directory_entry(referral.entry_id)
+    return {
+        "id": referral.id,
+        "entry_id": referral.entry_id,
+        "entry_name": entry.name if entry else None,
+        "entry_kind": referral.entry_kind,
+        "status": referral.status,
+        "next": cases.next_statuses(referral.status),
+        "proposed_by": referral.proposed_by,
+        "proposed_at": _iso(referral.proposed_at),
+        "status_changed_at": _iso(referral.status_changed_at),
+    }
 
 
 @console_cases.post("/cases/<case_id:int>/claim")
@@ -184,13 +256,13 @@ async def claim(request: Request, case_id: int) -> HTTPResponse:
     """Takes the conversation over: one counsellor holds it, the bot is paused in the engine."""
     me = request.ctx.counsellor
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         try:
             conversation = await handoff.take_over(session, case_id, me.id)
         except CaseError as refused:
-            return _error(str(refused), 409)
+            return error(str(refused), 409)
     await _engine_call(request, "pause", conversation.id)
     return json({"case_id": case_id, "held_by": me.id})
 
@@ -200,17 +272,18 @@ async def claim(request: Request, case_id: int) -> HTTPResponse:
 async def write_to_child(request: Request, case_id: int) -> HTTPResponse:
     me = request.ctx.counsellor
     try:
-        text = clean_text(_body(request).get("text"), request.app.ctx.settings.max_text_length)
+        text = clean_text(body_of(request).get("text"), request.app.ctx.settings.max_text_length)
     except InvalidMessage as invalid:
-        return _error(invalid.code, 400)
+        return error(invalid.code, 400)
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         try:
             message = await handoff.counsellor_says(session, found.conversation_id, me.id, text)
         except CaseError as refused:
-            return _error(str(refused), 409)
+            return error(str(refused), 409)
+    _wake_deliveries(request)  # a Telegram, SMS or WeChat user gets it now, not at the next round
     return json({"id": message.id}, status=201)
 
 
@@ -219,7 +292,7 @@ async def write_to_child(request: Request, case_id: int) -> HTTPResponse:
 async def release(request: Request, case_id: int) -> HTTPResponse:
     """Hands the conversation back to the bot; the child reads the closing message first."""
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         conversation_id = found.conversation_id
@@ -228,7 +301,8 @@ async def release(request: Request, case_id: int) -> HTTPResponse:
                 session, conversation_id, request.ctx.counsellor.id, console_texts().hand_back
             )
         except CaseError as refused:
-            return _error(str(refused), 409)
+            return error(str(refused), 409)
+    _wake_deliveries(request)
     await _engine_call(request, "resume", conversation_id)
     return json({"case_id": case_id, "held_by": None})
 
@@ -236,11 +310,11 @@ async def release(request: Request, case_id: int) -> HTTPResponse:
 @console_cases.post("/cases/<case_id:int>/notes")
 @require_counsellor()
 async def add_note(request: Request, case_id: int) -> HTTPResponse:
-    body = _body(request).get("body")
+    body = body_of(request).get("body")
     if not isinstance(body, str) or not body.strip():
-        return _error("empty", 400)
+        return error("empty", 400)
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         note = await cases.add_note(session, case_id, request.ctx.counsellor.id, body.strip())
@@ -250,24 +324,30 @@ async def add_note(request: Request, case_id: int) -> HTTPResponse:
 @console_cases.post("/cases/<case_id:int>/close")
 @require_counsellor()
 async def close_case(request: Request, case_id: int) -> HTTPResponse:
-    """Closes with an outcome code; a conversation still held is handed back to the bot first."""
+    """Closes with an outcome code; a conversation still held is handed back to the bot first, so no
+    child is left talking to a closed case. Only its holder, or a supervisor or an admin, may close a
+    case while someone holds the conversation (409 `held_by_another` for anyone else)."""
     me = request.ctx.counsellor
-    outcome = _body(request).get("outcome")
+    outcome = body_of(request).get("outcome")
     if not isinstance(outcome, str) or not outcome.strip() or len(outcome) > MAX_OUTCOME_LENGTH:
-        return _error("bad_request", 400)
+        return error("bad_request", 400)
     async with request.app.ctx.sessions() as session:
-        found = await _case_for(request, session, case_id)
+        found = await case_for(request, session, case_id)
         if isinstance(found, HTTPResponse):
             return found
         conversation_id = found.conversation_id
-        held = await handoff.holder_of(session, conversation_id) == me.id
+        holder = await handoff.holder_of(session, conversation_id)
+        if holder not in (None, me.id) and me.role not in SEES_EVERY_CASE:
+            return error("held_by_another", 409)
+        held = holder is not None
         if held:
-            await handoff.hand_back(session, conversation_id, me.id, console_texts().hand_back)
+            await handoff.hand_back(session, conversation_id, me.id, console_texts().hand_back, holder=holder)
         try:
             await cases.close(session, case_id, me.id, outcome.strip())
         except CaseError as refused:
-            return _error(str(refused), 409)
+            return error(str(refused), 409)
     if held:
+        _wake_deliveries(request)
         await _engine_call(request, "resume", conversation_id)
     return json({"case_id": case_id, "status": "closed"})
 
@@ -286,3 +366,20 @@ async def _engine_call(request: Request, what: str, conversation_id: str) -> Non
         await (engine.pause if what == "pause" else engine.resume)(conversation_id)
     except EngineUnavailable as failure:
         log.warning("could not %s conversation in the engine (%s)", what, type(failure).__name__)
+
+
+def _wake_deliveries(request: Request) -> None:
+    deliveries = getattr(request.app.ctx, "deliveries", None)
+    if deliveries is not None:
+        deliveries.wake()
+
+
+async def _names(session: AsyncSession, ids: list[Any]) -> dict[str, str]:
+    """Staff display names by id, for the console to show people rather than numbers (staff only)."""
+    wanted = {i for i in ids if isinstance(i, int)}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Counsellor.id, Counsellor.display_name).where(Counsellor.id.in_(wanted))
+    )
+    return {str(counsellor_id): name for counsellor_id, name in rows}

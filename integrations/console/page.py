@@ -1,10 +1,12 @@
-"""The counsellor console's page: GET /console serves static/index.html, /console/static/<name> its script
-and style sheet. No words live here: every visible text is in the static files.
+"""The counsellor console's pages: GET /console serves static/index.html, GET /console/supervisor the
+supervisor view (static/supervisor.html), /console/static/<name> their scripts and style sheets. No words
+live here: every visible text is in the static files.
 
-Only the files named in STATIC are served (no directory is exposed, so no path can reach further), and
-every answer carries a strict Content-Security-Policy: the page loads nothing but its own script and
-style sheet, runs no inline script or style, and talks only to this origin (the JSON API and the
-/console/ws feed).
+Only the files named in SERVED are served (no directory is exposed, so no path can reach further), and
+every answer carries a strict Content-Security-Policy: a page loads nothing but its own scripts and
+style sheets, runs no inline script or style, and talks only to this origin (the JSON API and the
+/console/ws feed). STATIC is what the console's page loads, SUPERVISOR_STATIC what the supervisor
+view adds to console.css.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from sanic.response import HTTPResponse, file, json
 
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE = STATIC_DIR / "index.html"
+SUPERVISOR_PAGE = STATIC_DIR / "supervisor.html"
+# What each page loads: the console's own files, and the supervisor view's (which also loads console.css).
 STATIC: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
+SUPERVISOR_STATIC: dict[str, str] = {
+    "supervisor.js": "text/javascript; charset=utf-8",
+    "supervisor.css": "text/css; charset=utf-8",
+}
+SERVED: dict[str, str] = {**STATIC, **SUPERVISOR_STATIC}
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -44,12 +53,19 @@ async def page(_: Request) -> HTTPResponse:
     return _secured(await file(PAGE, mime_type="text/html; charset=utf-8", no_store=True))
 
 
+@console_page.get("/console/supervisor")
+async def supervisor_page(_: Request) -> HTTPResponse:
+    """The supervisor view. Served to anyone, like /console: it holds no data, and every figure it shows
+    comes from /console/api/supervision, which only supervisors and admins may read."""
+    return _secured(await file(SUPERVISOR_PAGE, mime_type="text/html; charset=utf-8", no_store=True))
+
+
 @console_page.get("/console/static/<name:str>")
 async def static(request: Request, name: str) -> HTTPResponse:
-    """A file from STATIC by its exact name; anything else (another file, a path) is 404. Sent with
+    """A file from SERVED by its exact name; anything else (another file, a path) is 404. Sent with
     no-cache and Last-Modified: the browser revalidates (304), so a new script reaches every counsellor
     on their next load."""
-    mime_type = STATIC.get(name)
+    mime_type = SERVED.get(name)
     if mime_type is None:
         return _secured(json({"error": "not_found"}, status=404))
     return _secured(await file(STATIC_DIR / name, request_headers=request.headers, mime_type=mime_type))

@@ -9,12 +9,18 @@ import logging
 from collections.abc import Callable
 
 import httpx
-from sanic import Sanic
+from sanic import Request, Sanic
+from sanic.response import HTTPResponse, json
 
+from integrations.channels.base import ChannelPlugin
+from integrations.channels.delivery import DeliveryDispatcher
+from integrations.channels.registry import configured_channels
 from integrations.console.auth import console_auth
+from integrations.console.care import console_care
 from integrations.console.cases import console_cases
 from integrations.console.feed import console_feed
 from integrations.console.page import console_page
+from integrations.console.supervision import console_supervision
 from integrations.engine_client import RasaClient
 from integrations.gateway.health import health
 from integrations.gateway.workers import DependencyMonitor, run_every, watchdog_round
@@ -35,21 +41,40 @@ def create_app(
     engine: Engine | None = None,
     actions_up: Callable[[], bool] | None = None,
     page_senders: list[PageSender] | None = None,
+    channels: list[ChannelPlugin] | None = None,
+    background: bool = True,
     name: str = "xinqiao_gateway",
 ) -> Sanic:
     """`engine` and `actions_up` stand in for Rasa and the action-server probe in tests; /healthz
-    still asks the real ones. `page_senders` adds senders (SMS, Telegram) to the console and the log."""
+    still asks the real ones. `page_senders` adds senders to the console and the log. `channels` are
+    the channels to serve; by default those the environment configures (integrations/channels).
+    `background=False` starts no background rounds: a test runs them itself, so it decides what happens."""
     settings = settings or GatewaySettings()  # type: ignore[call-arg]  # secrets come from the environment
     app = Sanic(name)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.REQUEST_MAX_SIZE = 64 * 1024  # ample for 2,000 characters; larger bodies get 413
+
+    @app.on_request
+    async def refuse_oversize(request: Request) -> HTTPResponse | None:
+        """Sanic's own server refuses a body over REQUEST_MAX_SIZE before reading it; this holds the same
+        limit under any other front (an ASGI server), for the web chat and every channel's webhook."""
+        if len(request.body or b"") > app.config.REQUEST_MAX_SIZE:
+            log.warning("request refused: body of %s bytes is too large", len(request.body))
+            return json({"error": "too_large"}, status=413)
+        return None
+
     app.ctx.settings = settings
     app.blueprint(webchat)
     app.blueprint(health)
     app.blueprint(console_auth)
     app.blueprint(console_cases)
+    app.blueprint(console_care)
+    app.blueprint(console_supervision)
     app.blueprint(console_feed)
     app.blueprint(console_page)
+    plugins = configured_channels() if channels is None else channels
+    for plugin in plugins:
+        app.blueprint(plugin.blueprint)
 
     @app.before_server_start
     async def open_clients(app: Sanic) -> None:
@@ -71,10 +96,21 @@ def create_app(
         )
         app.ctx.monitor = DependencyMonitor(app.ctx.http, f"{settings.actions_url.rstrip('/')}/health")
         app.ctx.alerts = ConsoleAlerts()
-        senders: list[PageSender] = [app.ctx.alerts, LogSender(), *(page_senders or [])]
+        senders: list[PageSender] = [
+            app.ctx.alerts,
+            LogSender(),
+            *(page_senders or []),
+            *(p.page_sender for p in plugins if p.page_sender is not None),
+        ]
         app.ctx.dispatcher = PageDispatcher(
             app.ctx.background,
             {sender.name: sender for sender in senders},
+            max_attempts=settings.page_max_attempts,
+            interval_seconds=settings.dispatch_interval_seconds,
+        )
+        app.ctx.deliveries = DeliveryDispatcher(
+            app.ctx.background,
+            {p.sender.channel: p.sender for p in plugins if p.sender is not None},
             max_attempts=settings.page_max_attempts,
             interval_seconds=settings.dispatch_interval_seconds,
         )
@@ -90,6 +126,12 @@ def create_app(
 
     @app.after_server_start
     async def start_workers(app: Sanic) -> None:
+        for plugin in plugins:
+            if plugin.start is not None:
+                await plugin.start(app)
+        if not background:
+            return
+        app.add_task(app.ctx.deliveries.run_forever(), name="deliver_messages")
         app.add_task(run_every(settings.probe_interval_seconds, app.ctx.monitor.check), name="probe_actions")
         app.add_task(
             run_every(settings.retry_interval_seconds, app.ctx.switchboard.retry_pending),
@@ -105,11 +147,14 @@ def create_app(
 
     @app.before_server_stop
     async def stop_workers(app: Sanic) -> None:
-        for task_name in ("probe_actions", "retry_pending", "dispatch_pages", "watchdog"):
+        for task_name in ("probe_actions", "retry_pending", "dispatch_pages", "deliver_messages", "watchdog"):
             try:
                 await app.cancel_task(task_name, raise_exception=False)
             except Exception:  # noqa: BLE001 - a task that never started is fine at shutdown
                 log.debug("task %s was not running", task_name)
+        for plugin in plugins:
+            if plugin.stop is not None:
+                await plugin.stop(app)
 
     @app.after_server_stop
     async def close_clients(app: Sanic) -> None:

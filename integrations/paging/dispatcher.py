@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from integrations.outbox_worker import OutboxWorker, Result
 from integrations.paging.senders import Page, PageSender
 from records import outbox
 from records.models import Counsellor, OutboxItem
@@ -24,40 +23,7 @@ log = logging.getLogger(__name__)
 ALWAYS = "console"
 
 
-class PageDispatcher:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        senders: Mapping[str, PageSender],
-        *,
-        max_attempts: int = 8,
-        interval_seconds: float = 1.0,
-    ) -> None:
-        self._sessions = sessions
-        self._senders = dict(senders)
-        self._max_attempts = max_attempts
-        self._interval = interval_seconds
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """Ask for a round now (called after a case is stored)."""
-        self._wake.set()
-
-    async def run_forever(self) -> None:
-        while True:
-            try:
-                while await self.run_once():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("page dispatch round failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
+class PageDispatcher(OutboxWorker[PageSender]):
     async def run_once(self) -> int:
         """Sends what is due; returns how many items were leased (0 means nothing was waiting)."""
         async with self._sessions() as session:
@@ -71,18 +37,10 @@ class PageDispatcher:
         results = await asyncio.gather(
             *(self._deliver(item, counsellors.get(item.counsellor_id or -1)) for item in items)
         )
-        async with self._sessions() as session:
-            sent = {item.id: via for item, (via, error) in zip(items, results, strict=True) if error is None}
-            if sent:
-                await outbox.mark_sent(session, sent)
-            for item, (via, error) in zip(items, results, strict=True):
-                if error is not None:
-                    await outbox.mark_failed_attempt(
-                        session, item, delivered_via=via, error=error, max_attempts=self._max_attempts
-                    )
+        await self.record(items, results, failure_action="page_failed")
         return len(items)
 
-    async def _deliver(self, item: OutboxItem, counsellor: Counsellor | None) -> tuple[list[str], str | None]:
+    async def _deliver(self, item: OutboxItem, counsellor: Counsellor | None) -> Result:
         """Sends one page through the console and the counsellor's channel; returns the channels it went
         through and the first error (None when every channel took it)."""
         channels = [ALWAYS]

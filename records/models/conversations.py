@@ -33,6 +33,7 @@ class InboundStatus(enum.StrEnum):
     RETRY_PENDING = "retry_pending"  # the engine did not answer; the user got the fail-safe script
     GAVE_UP = "gave_up"  # retried until the limit; a human must read it
     TO_COUNSELLOR = "to_counsellor"  # the conversation was held by a counsellor: theirs to answer
+    SLOWED = "slowed"  # over its sender's rate limit: kept and screened, not sent to the engine
 
 
 class Contact(Base):

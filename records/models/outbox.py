@@ -20,14 +20,17 @@ class OutboxStatus(enum.StrEnum):
 
 
 class OutboxItem(Base):
-    """One page (or later, one outbound message) for one recipient.
+    """One page for one counsellor, or one message for one user (records/deliveries.py).
 
     `dedupe_key` is unique: the same page for the same recipient is written once however many
     escalations race. The payload holds ids and codes only (case id, level, reason, deadline).
     """
 
     __tablename__ = "outbox_item"
-    __table_args__ = (Index("ix_outbox_item_status_available", "status", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_item_status_available", "status", "available_at"),
+        Index("ix_outbox_item_topic_id", "topic", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -35,6 +38,9 @@ class OutboxItem(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case_record.id", ondelete="CASCADE"), index=True)
     counsellor_id: Mapped[int | None] = mapped_column(ForeignKey("counsellor.id", ondelete="SET NULL"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Items with the same topic (the messages to one user: their conversation id) are sent strictly one
+    # after another, in order; an item waits while an earlier one of its topic is pending or sending.
+    topic: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,7 +11,6 @@ test-artifacts/console/ at the repository root."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,42 +25,20 @@ from records.db import with_session
 from records.migrate import upgrade
 from records.models import CounsellorRole
 from records.roster import add_counsellor, put_on_call
-from tests.support import ROOT, require_trained_model
+from tests.e2e.browser import PASSWORD, Pages, artifacts_folder, chromium, pages_for, require_browser, sign_in
+from tests.support import require_trained_model
 
 pytestmark = pytest.mark.engine
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts" / "console"
-PASSWORD = "a long enough password"
 ON_SHIFT = ["v1", "v2", "v3"]  # three volunteers: every red case is staffed 三包一 by all three
 OUTSIDER = "v4"  # a volunteer with a password and no shift: assigned to nothing
 RED = "药我已经准备好了，今晚就全吃下去"
-STEP = 30_000  # ms: generous for a loaded CI machine, bounded so a broken page fails in minutes
 FORBIDDEN = "你没有查看这个个案的权限"
-
-
-def require_browser() -> Any:
-    """Playwright's sync API, once Debian's chromium is there. Never a silent skip in CI."""
-    problem = None
-    if not (CHROMIUM.exists() and os.access(CHROMIUM, os.X_OK)):
-        problem = f"{CHROMIUM} is missing: run `make browser` as root (make test does it)"
-    else:
-        try:
-            from playwright import sync_api
-        except ImportError:
-            problem = "playwright is not installed: run `make setup` (its dev extras include it)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"the console's browser test cannot run: {problem}", pytrace=False)
-        pytest.skip(f"the console's browser test needs a browser: {problem}")
-    return sync_api
 
 
 @pytest.fixture(scope="module")
 def playwright_api() -> Any:
-    api = require_browser()  # before the stack: no engine started for a test that cannot run
-    api.expect.set_options(timeout=STEP)
-    return api
+    return require_browser()  # before the stack: no engine started for a test that cannot run
 
 
 @pytest.fixture(scope="module")
@@ -86,71 +63,19 @@ def stack(playwright_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def browser(playwright_api: Any) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(playwright_api) as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
-        old.unlink()
-    return ARTIFACTS
-
-
-class Pages:
-    """Browser contexts (one a person: cookies and local storage of their own) that record the page
-    errors, and are screenshotted when the test fails."""
-
-    def __init__(self, browser: Any, base_url: str, artifacts: Path) -> None:
-        self.browser, self.base_url, self.artifacts = browser, base_url, artifacts
-        self.contexts: list[Any] = []
-        self.pages: dict[str, Any] = {}
-        self.errors: list[str] = []
-
-    def open(self, who: str, path: str) -> Any:
-        context = self.browser.new_context(base_url=self.base_url, locale="zh-CN")
-        context.set_default_timeout(STEP)
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{who}: {error}"))
-        page.goto(path)
-        self.pages[who] = page
-        return page
-
-    def shot(self, page: Any, name: str) -> None:
-        page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
-
-    def close(self, failed: bool) -> None:
-        for who, page in self.pages.items():
-            if failed:
-                try:
-                    self.shot(page, f"failed-{who}")
-                except Exception:  # noqa: BLE001 - a screenshot must not hide the failure
-                    pass
-        for context in self.contexts:
-            context.close()
+    return artifacts_folder("console")
 
 
 @pytest.fixture
 def pages(browser: Any, stack: Stack, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Pages]:
-    failed_before = request.session.testsfailed
-    opened = Pages(browser, stack.config.gateway_url, artifacts)
-    yield opened
-    # the test's own report is counted before its fixtures are torn down
-    opened.close(failed=request.session.testsfailed > failed_before)
-
-
-def sign_in(page: Any, expect: Callable[..., Any], handle: str) -> None:
-    expect(page.get_by_test_id("login-handle")).to_be_visible()
-    page.get_by_test_id("login-handle").fill(handle)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("me-name")).to_have_text(handle)
+    with pages_for(request, Pages(browser, stack.config.gateway_url, artifacts)) as opened:
+        yield opened
 
 
 def student_says(page: Any, expect: Callable[..., Any], text: str) -> None:

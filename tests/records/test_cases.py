@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from records import cases, crypto
+from records import cases
 from records.cases import CaseError
 from records.models import (
     AssignmentRole,
@@ -30,23 +30,12 @@ from tests.records.conftest import (
     get_case,
     open_case,
 )
+from tests.records.support import HOTLINE_ONLY, SCHOOL_ROOM, looks_encrypted
 from triage_protocols import load_protocol
-from triage_protocols.directory import Entry
 
 CHINA = timezone(timedelta(hours=8))
 NOTE = "测试记录：学生同意明天上午再聊一次，已给出12356。"
 SUMMARY = "测试摘要：已与家长通话，家长同意陪同就诊。"
-
-SCHOOL_ROOM = Entry(
-    id="test_school_room",
-    name="测试中学心理辅导室",
-    number="000-0000-0001",
-    hours="上学日",
-    when="测试",
-    kind="school_counselling_room",
-    takes_referrals=True,
-)
-HOTLINE_ONLY = Entry(id="test_hotline", name="测试热线", number="000-0000-0002", hours="24小时", when="测试")
 
 
 @pytest.fixture
@@ -59,12 +48,6 @@ async def case(sessions: Sessions, staff: Staff, now: datetime) -> tuple[str, in
 def directory(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped regional file has no entries that take referrals; these made-up ones stand in."""
     monkeypatch.setattr("records.cases.entries", lambda: (HOTLINE_ONLY, SCHOOL_ROOM))
-
-
-def _looks_encrypted(stored: str, plain: str) -> None:
-    assert plain not in stored and stored != plain
-    assert stored.startswith("gAAAAA")  # a Fernet token, version byte 0x80
-    assert crypto.decrypt(stored) == plain
 
 
 # ---------------------------------------------------------------- claim and close
@@ -157,7 +140,7 @@ async def test_a_note_is_stored_encrypted_and_read_back_plain(
 
     async with sessions() as session:
         [stored] = (await session.execute(text("SELECT body FROM note"))).scalars().all()
-    _looks_encrypted(stored, NOTE)
+    looks_encrypted(stored, NOTE)
 
     async with sessions() as session:
         read = await session.get_one(Note, note.id)
@@ -338,7 +321,7 @@ async def test_recording_the_family_contact_completes_the_due_task_and_encrypts_
 
     async with sessions() as session:
         [stored] = (await session.execute(text("SELECT summary FROM family_contact"))).scalars().all()
-    _looks_encrypted(stored, SUMMARY)
+    looks_encrypted(stored, SUMMARY)
     [entry] = await audit_entries(sessions, "family_contact", conversation_id)
     assert entry.detail == {"case_id": case_id, "family_contact_id": task.id, "status": "done"}
 

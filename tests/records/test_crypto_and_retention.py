@@ -41,20 +41,10 @@ from tests.records.conftest import (
     open_case,
     pages,
 )
-from triage_protocols.directory import Entry
+from tests.records.support import SCHOOL_ROOM
 
 ADDRESS = "test-chat-0000001"  # a made-up channel address
 PAGE_ADDRESS = "test-pager-0000009"
-REFERRAL_PLACE = Entry(
-    id="test_district_centre",
-    name="测试区心理健康中心",
-    number="000-0000-0003",
-    hours="周一至周五",
-    when="测试",
-    kind="district_centre",
-    takes_referrals=True,
-)
-
 UseKeys = Callable[[str], None]
 
 
@@ -274,7 +264,7 @@ async def _close_long_ago(sessions: Sessions, case_id: int, closer: int, days: i
 async def test_purge_removes_a_case_closed_long_ago_and_keeps_the_rest_and_the_audit_log(
     sessions: Sessions, staff: Staff, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("records.cases.entries", lambda: (REFERRAL_PLACE,))
+    monkeypatch.setattr("records.cases.entries", lambda: (SCHOOL_ROOM,))
     worker = staff.volunteers[0]
 
     old_conversation = await new_conversation(sessions)
@@ -283,7 +273,7 @@ async def test_purge_removes_a_case_closed_long_ago_and_keeps_the_rest_and_the_a
     assert old is not None
     async with sessions() as session:
         await cases.add_note(session, old, worker, "测试记录")
-        await cases.refer(session, old, worker, REFERRAL_PLACE.id, follow_up_on=date(2026, 3, 9))
+        await cases.refer(session, old, worker, SCHOOL_ROOM.id, follow_up_on=date(2026, 3, 9))
         await cases.plan_return_to_school(session, old, worker, date(2026, 3, 2))
         await cases.record_family_contact(
             session, old, worker, status=FamilyContactStatus.DONE, summary="测试"

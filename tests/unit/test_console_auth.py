@@ -22,9 +22,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import records.__main__ as records_cli
-from integrations.console.auth import AttemptLimiter, require_counsellor
+from integrations.console.auth import require_counsellor
 from integrations.console.sessions import COOKIE, ConsoleSessions
 from integrations.gateway.app import create_app
+from integrations.limits import AttemptLimiter
 from integrations.settings import GatewaySettings
 from records import accounts, roster
 from records.db import with_session

@@ -1,23 +1,23 @@
 """The counsellor console's page through the real app: served with a strict Content-Security-Policy, no
 inline script or style, only its two static files (no path leads anywhere else), every control a browser
-test will drive has its id, and every API path the script calls is a route of the app."""
+test will drive has its id, and every API path the script calls is a route of the app. The checks the
+supervisor's page shares (`test_console_supervision.py`) are the helpers here."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sanic import Sanic
 
 from integrations.console.page import STATIC, STATIC_DIR, console_page
-from integrations.gateway.app import create_app
-from tests.unit.apps import gateway_settings
-from tests.unit.fakes import FakeEngine
+from tests.unit.console_client import console_app
 
 PAGE_SOURCE = Path(__file__).resolve().parents[2] / "integrations" / "console" / "page.py"
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 HTML = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 SCRIPT = (STATIC_DIR / "console.js").read_text(encoding="utf-8")
 
@@ -53,18 +53,13 @@ OUTCOMES = [
 @pytest.fixture
 def app(sqlite_url: str) -> Sanic:
     """The gateway as the other console tests build it; these requests never reach the store."""
-    app = create_app(
-        gateway_settings(sqlite_url),
-        engine=FakeEngine(),
-        actions_up=lambda: True,
-        name=f"page_{uuid.uuid4().hex[:8]}",
-    )
+    app = console_app(sqlite_url, "page")
     if "console_page" not in app.blueprints:  # until app.py registers it
         app.blueprint(console_page)
     return app
 
 
-class _Tags(HTMLParser):
+class Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.tags: list[tuple[str, dict[str, str | None]]] = []
@@ -84,38 +79,96 @@ class _Tags(HTMLParser):
             self.script_text.append(data)
 
 
-def _parse(html: str) -> _Tags:
-    tags = _Tags()
+def parse(html: str) -> Tags:
+    tags = Tags()
     tags.feed(html)
     return tags
 
 
-async def test_the_page_is_served_with_a_strict_policy_and_no_inline_script_or_style(app: Sanic) -> None:
-    _, response = await app.asgi_client.get("/console")
+def assert_served_as_a_page(response: Any) -> None:
     assert response.status == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "no-store" in response.headers["cache-control"]
+    assert "unsafe" not in response.headers["content-security-policy"]
+
+
+def assert_no_inline_code(page: Tags) -> None:
+    """No inline script bodies, <style> elements, style attributes or inline event handlers."""
+    assert "".join(page.script_text).strip() == ""
+    assert not [tag for tag, _ in page.tags if tag == "style"]
+    for tag, attrs in page.tags:
+        assert "style" not in attrs, tag
+        assert not [name for name in attrs if name.startswith("on")], tag
+
+
+def resources(page: Tags) -> list[str | None]:
+    """What the page loads: every script's and link's address."""
+    return [attrs.get("src") or attrs.get("href") for tag, attrs in page.tags if tag in ("script", "link")]
+
+
+def unique_test_ids(page: Tags) -> list[str]:
+    """The page's data-testids, each once and the same as its element's id (so either finds it)."""
+    found = [attrs["data-testid"] for _, attrs in page.tags if attrs.get("data-testid")]
+    assert len(found) == len(set(found)), "a data-testid occurs twice"
+    for _, attrs in page.tags:
+        if attrs.get("data-testid"):
+            assert attrs.get("id") == attrs["data-testid"]
+    return found
+
+
+async def get_static(app: Sanic, name: str, content_type: str) -> Any:
+    """One of the static files as the app serves it: with its type, not to be sniffed, byte for byte."""
+    _, response = await app.asgi_client.get(f"/console/static/{name}")
+    assert response.status == 200
+    assert response.headers["content-type"] == content_type
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.body == (STATIC_DIR / name).read_bytes()
+    return response
+
+
+def api_calls(script: str) -> list[tuple[str, str]]:
+    """(method, path) of every API call in the script's API table; there are no others."""
+    called = re.findall(r'\[\s*"(GET|POST)"\s*,\s*"(/console/api/[^"]*)"\s*\]', script)
+    assert script.count("/console/api/") == len(called), "an API path outside the API table"
+    return called
+
+
+def is_route(app: Sanic, method: str, path: str, *, websocket: bool = False) -> bool:
+    """Whether `path` (`{id}` standing for an id) is a route of the app for `method`."""
+    concrete = path.replace("{id}", "12")
+    for route in app.router.routes:
+        parts = [r"[^/]+" if part.startswith("<") else re.escape(part) for part in route.path.split("/")]
+        if (
+            re.fullmatch("/" + "/".join(parts), concrete)
+            and method in route.methods
+            and route.extra.websocket == websocket
+        ):
+            return True
+    return False
+
+
+def assert_writes_no_markup(script: str) -> None:
+    for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert risky not in script, risky
+    assert ".style" not in script and 'setAttribute("style"' not in script
+
+
+async def test_the_page_is_served_with_a_strict_policy_and_no_inline_script_or_style(app: Sanic) -> None:
+    _, response = await app.asgi_client.get("/console")
+    assert_served_as_a_page(response)
     policy = response.headers["content-security-policy"]
     directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
     assert directives["default-src"] == ["'self'"]
     assert directives["script-src"] == ["'self'"]
     assert directives["style-src"] == ["'self'"]
-    assert "unsafe" not in policy
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert "no-store" in response.headers["cache-control"]
 
-    page = _parse(response.body.decode("utf-8"))
-    assert "".join(page.script_text).strip() == ""  # no inline script bodies
+    page = parse(response.body.decode("utf-8"))
+    assert_no_inline_code(page)
     scripts = [attrs for tag, attrs in page.tags if tag == "script"]
     assert scripts and all(attrs.get("src") for attrs in scripts)
-    assert not [tag for tag, _ in page.tags if tag == "style"]
-    for tag, attrs in page.tags:
-        assert "style" not in attrs, tag
-        assert not [name for name in attrs if name.startswith("on")], tag  # no inline event handlers
     # nothing from elsewhere: every resource is one of the two static files
-    resources = [
-        attrs.get("src") or attrs.get("href") for tag, attrs in page.tags if tag in ("script", "link")
-    ]
-    assert sorted(resources) == sorted(f"/console/static/{name}" for name in STATIC)
+    assert sorted(resources(page)) == sorted(f"/console/static/{name}" for name in STATIC)
 
 
 @pytest.mark.parametrize(
@@ -125,11 +178,7 @@ async def test_the_page_is_served_with_a_strict_policy_and_no_inline_script_or_s
 async def test_the_script_and_style_sheet_are_served_with_their_types(
     app: Sanic, name: str, content_type: str
 ) -> None:
-    _, response = await app.asgi_client.get(f"/console/static/{name}")
-    assert response.status == 200
-    assert response.headers["content-type"] == content_type
-    assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.body == (STATIC_DIR / name).read_bytes()
+    response = await get_static(app, name, content_type)
     # revalidated, not refetched: a changed file reaches every counsellor on their next load
     _, again = await app.asgi_client.get(
         f"/console/static/{name}", headers={"If-Modified-Since": response.headers["last-modified"]}
@@ -159,12 +208,7 @@ async def test_no_path_leads_out_of_the_two_static_files(app: Sanic, path: str) 
 
 
 def test_every_control_a_browser_test_drives_has_its_id() -> None:
-    page = _parse(HTML)
-    test_ids = [attrs["data-testid"] for _, attrs in page.tags if attrs.get("data-testid")]
-    assert len(test_ids) == len(set(test_ids)), "a data-testid occurs twice"
-    for _, attrs in page.tags:  # the same name as id, so either finds it
-        if attrs.get("data-testid"):
-            assert attrs.get("id") == attrs["data-testid"]
+    test_ids = unique_test_ids(parse(HTML))
     for control in CONTROLS:
         assert control in test_ids or f'"{control}"' in SCRIPT, control
     for prefix in MADE_BY_THE_SCRIPT:
@@ -173,8 +217,13 @@ def test_every_control_a_browser_test_drives_has_its_id() -> None:
 
 
 def test_the_outcome_list_offers_exactly_the_closing_codes() -> None:
-    page = _parse(HTML)
-    offered = [attrs["value"] for tag, attrs in page.tags if tag == "option" and attrs.get("value")]
+    page = parse(HTML)
+    offered, select = [], None
+    for tag, attrs in page.tags:  # an option belongs to the last <select> opened before it
+        if tag == "select":
+            select = attrs.get("id")
+        elif tag == "option" and select == "case-outcome" and attrs.get("value"):
+            offered.append(attrs["value"])
     assert offered == OUTCOMES
 
 
@@ -199,31 +248,17 @@ def test_the_api_errors_have_their_words() -> None:
 
 
 def test_every_api_path_the_script_calls_is_a_route_of_the_app(app: Sanic) -> None:
-    called = re.findall(r'\[\s*"(GET|POST)"\s*,\s*"(/console/api/[^"]*)"\s*\]', SCRIPT)
+    called = api_calls(SCRIPT)
     assert len(called) >= 11
-    assert SCRIPT.count("/console/api/") == len(called), "an API path outside the API table"
-
-    def pattern(route_path: str) -> re.Pattern[str]:
-        parts = [r"[^/]+" if part.startswith("<") else re.escape(part) for part in route_path.split("/")]
-        return re.compile("/" + "/".join(parts))
-
-    routes = [(pattern(route.path), route.methods, route.extra.websocket) for route in app.router.routes]
     for method, path in called:
-        concrete = path.replace("{id}", "12")
-        assert any(p.fullmatch(concrete) and method in methods and not ws for p, methods, ws in routes), (
-            f"{method} {path} is not a route"
-        )
+        assert is_route(app, method, path), f"{method} {path} is not a route"
     feed = re.search(r'FEED_PATH = "([^"]+)"', SCRIPT)
     assert feed is not None
-    assert any(p.fullmatch(feed.group(1)) and ws for p, _, ws in routes), (
-        "the live feed is not a websocket route"
-    )
+    assert is_route(app, "GET", feed.group(1), websocket=True), "the live feed is not a websocket route"
 
 
 def test_the_script_writes_no_markup_and_loads_nothing_from_elsewhere() -> None:
-    for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert risky not in SCRIPT, risky
-    assert ".style" not in SCRIPT and 'setAttribute("style"' not in SCRIPT
+    assert_writes_no_markup(SCRIPT)
     assert not re.search(
         r"https?://", SCRIPT + HTML + (STATIC_DIR / "console.css").read_text(encoding="utf-8")
     )
@@ -231,6 +266,4 @@ def test_the_script_writes_no_markup_and_loads_nothing_from_elsewhere() -> None:
 
 
 def test_python_holds_none_of_the_pages_words() -> None:
-    assert not re.search(
-        r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", PAGE_SOURCE.read_text(encoding="utf-8")
-    )
+    assert not CJK.search(PAGE_SOURCE.read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -108,6 +109,31 @@ async def test_retry_answers_the_kept_message_when_the_engine_is_back(sessions: 
     assert [m.text for m in later] == ["你好，我在。"]
     assert engine.calls[-1][2]["retry"] is True
     assert engine.calls[-1][2]["risk"] == engine.calls[0][2]["risk"]  # the stored assessment, not a new one
+
+
+async def test_a_message_a_dead_gateway_stored_but_never_answered_is_answered_by_the_retry_worker(
+    sessions: Sessions,
+) -> None:
+    """Stored, then the process died before the engine answered: the message stays `received`. Once it
+    is older than anything still in flight, the retry worker answers it; a fresh one is left alone."""
+    conversation = await _conversation(sessions)
+    async with sessions() as session:
+        stored = await messages.record_inbound(
+            session, conversation_id=conversation, channel="webchat", external_id="orphan", text="还在吗"
+        )
+    engine = FakeEngine()
+    switchboard = Switchboard(sessions, engine, stale_after_seconds=60)
+    assert await switchboard.retry_pending() == 0  # it may still be in flight
+    assert engine.calls == []
+    async with sessions() as session:
+        orphan = await session.get_one(Message, stored.message.id)
+        orphan.created_at = orphan.created_at - timedelta(minutes=5)
+        await session.commit()
+    assert await switchboard.retry_pending() == 1
+    async with sessions() as session:
+        answered = await session.get_one(Message, stored.message.id)
+        replies = await messages.replies_to(session, answered.id)
+    assert answered.status == InboundStatus.ANSWERED and [r.text for r in replies] == ["你好，我在。"]
 
 
 async def test_retries_stop_at_the_limit_and_the_message_is_given_up(sessions: Sessions) -> None:

@@ -1,5 +1,6 @@
 // 心桥 counsellor console: sign-in, the queue, one case at a time, the red alert.
-// No framework, no build step. Every word a counsellor reads is in this file or in index.html.
+// No framework, no build step. Every word a counsellor reads is in this file or in index.html; the
+// care plan's words (level, referrals, family, follow-ups, school) are in index.html only, read by word().
 // The live feed (/console/ws) is used while it is connected; without it the page polls the queue every
 // 3 s and the open case every 2 s, so it works with polling alone.
 "use strict";
@@ -18,7 +19,16 @@
     note: ["POST", "/console/api/cases/{id}/notes"],
     close: ["POST", "/console/api/cases/{id}/close"],
     quickReplies: ["GET", "/console/api/quick-replies"],
+    directory: ["GET", "/console/api/directory"],
+    level: ["POST", "/console/api/cases/{id}/level"],
+    refer: ["POST", "/console/api/cases/{id}/referrals"],
+    referralStatus: ["POST", "/console/api/referrals/{id}/status"],
+    familyContact: ["POST", "/console/api/cases/{id}/family-contact"],
+    followUp: ["POST", "/console/api/cases/{id}/follow-ups"],
+    followUpDone: ["POST", "/console/api/follow-ups/{id}/done"],
+    returnToSchool: ["POST", "/console/api/cases/{id}/return-to-school"],
   };
+  const BACK_AT_SCHOOL_DAYS = 30;  // a return to school may be written down up to a month late
   const FEED_PATH = "/console/ws";
   const FEED_SIGNED_OUT = 4401;
 
@@ -107,7 +117,7 @@
 
   const $ = (id) => document.getElementById(id);
   const ui = {
-    whoami: $("whoami"), meName: $("me-name"), liveStatus: $("live-status"), logout: $("logout"),
+    whoami: $("whoami"), meName: $("me-name"), supervisorLink: $("supervisor-link"), liveStatus: $("live-status"), logout: $("logout"),
     redAlert: $("red-alert"), redAlertCases: $("red-alert-cases"), redAlertAck: $("red-alert-ack"),
     soundHint: $("sound-hint"),
     loginView: $("login-view"), loginForm: $("login-form"), loginHandle: $("login-handle"),
@@ -124,7 +134,29 @@
     messageHint: $("message-hint"),
     facts: $("case-facts"), staff: $("case-staff"), family: $("case-family"), followUps: $("case-follow-ups"),
     notes: $("case-notes"), noteForm: $("note-form"), noteInput: $("note-input"), noteSave: $("note-save"),
+    levelForm: $("level-form"), levelSelect: $("level-select"), levelReason: $("level-reason"),
+    levelSave: $("level-save"),
+    familyForm: $("family-form"), familyStatus: $("family-status"), familyRelation: $("family-relation"),
+    familySummary: $("family-summary"), familySave: $("family-save"),
+    referrals: $("case-referrals"), referralForm: $("referral-form"), referralEntry: $("referral-entry"),
+    referralNone: $("referral-none"), referralDate: $("referral-date"), referralSave: $("referral-save"),
+    followUpForm: $("follow-up-form"), followUpDate: $("follow-up-date"), followUpWhat: $("follow-up-what"),
+    followUpSave: $("follow-up-save"),
+    schoolForm: $("school-form"), schoolFirstDay: $("school-first-day"), schoolSave: $("school-save"),
   };
+  const careForms = [ui.levelForm, ui.familyForm, ui.referralForm, ui.followUpForm, ui.schoolForm];
+
+  // The care plan's words, from index.html: <span data-word="key">…{name}…</span>.
+  const WORDS = new Map();
+  for (const node of document.querySelectorAll("#care-words [data-word]")) {
+    WORDS.set(node.dataset.word, node.textContent.trim());
+  }
+
+  function word(key, values) {
+    let text = WORDS.get(key) || "";
+    for (const [name, value] of Object.entries(values || {})) text = text.split(`{${name}}`).join(String(value));
+    return text;
+  }
   const pageTitle = document.title;
 
   // ---- state -------------------------------------------------------------------------------------
@@ -196,9 +228,15 @@
     if (!Number.isNaN(date)) clockOffset = date - Date.now();
   }
 
+  const names = new Map();   // staff display names by id, from the queue and case answers
+
+  function learnNames(data) {
+    for (const [id, name] of Object.entries((data && data.names) || {})) names.set(Number(id), name);
+  }
+
   function who(id) {
     if (id === null || id === undefined) return "";
-    return me && id === me.id ? TEXT.you : TEXT.teacher(id);
+    return me && id === me.id ? TEXT.you : (names.get(id) || TEXT.teacher(id));
   }
 
   function levelClass(level) { return TEXT.levels[level] ? `level-${level}` : "level-none"; }
@@ -215,6 +253,7 @@
 
   function errorText(err) {
     if (TEXT.errors[err.code]) return TEXT.errors[err.code];
+    if (WORDS.has(`error.${err.code}`)) return word(`error.${err.code}`);
     if (err.status === 409) return TEXT.errors.conflict;
     if (err.status === 413) return TEXT.errors.too_long;
     if (err.status >= 500) return TEXT.errors.server;
@@ -284,6 +323,7 @@
     csrf = data.csrf;
     me = data.counsellor;
     ui.meName.textContent = me.display_name || me.handle;
+    ui.supervisorLink.hidden = !(me.role === "supervisor" || me.role === "admin");
     show(ui.loginView, false);
     show(ui.whoami, true);
     show(ui.consoleView, true);
@@ -293,6 +333,7 @@
     queueState.levels.clear();
     showLive();
     loadQuickReplies();
+    loadDirectory();
     refreshQueue();
     connectFeed();
     clearInterval(tickTimer);
@@ -322,6 +363,7 @@
     queueState.unread.clear();
     ui.queue.replaceChildren();
     ui.quickReplies.replaceChildren();
+    ui.referralEntry.replaceChildren(ui.referralEntry.options[0]);
     showLogin(expired ? TEXT.errors.signed_out : "");
   }
 
@@ -383,6 +425,7 @@
     try {
       const data = await call("queue");
       if (!me) return;
+      learnNames(data);
       queueState.cases = Array.isArray(data.cases) ? data.cases : [];
       queueState.fetchedAt = Date.now();
       say(ui.queueError, "");
@@ -658,6 +701,7 @@
       ui.messageInput.value = "";
       ui.noteInput.value = "";
       ui.outcome.value = "";
+      resetCareForms();
       show(ui.closePanel, false);
       show(ui.caseBody, false);
       say(ui.caseDone, "");
@@ -696,6 +740,7 @@
       const data = await call("readCase", id);
       if (generation !== caseState.generation) return;
       caseState.data = data;
+      learnNames(data);
       if (caseState.errorFromLoad) caseError("");  // an action's error stays until the next action
       renderCase(data);
     } catch (err) {
@@ -739,14 +784,7 @@
     renderHistory(data.messages || []);
     renderFacts(c);
     renderList(ui.staff, data.assignments, (a) => `${TEXT.roles[a.role] || a.role}：${who(a.counsellor_id)}`);
-    renderList(ui.family, data.family_contacts, familyLine);
-    renderList(ui.followUps, data.follow_ups, (f) =>
-      [
-        TEXT.followUps[f.kind] || f.kind,
-        f.what,
-        f.done ? TEXT.done : TEXT.due(formatClock(f.due_at, true)),
-      ].filter(Boolean).join(" · ")
-    );
+    renderCare(data, closed);
     renderNotes(data.notes || []);
   }
 
@@ -791,16 +829,6 @@
     ui.facts.replaceChildren(...nodes);
   }
 
-  function familyLine(f) {
-    const detail = f.detail && typeof f.detail === "object" ? f.detail : {};
-    const parts = [TEXT.family[f.status] || f.status];
-    if (detail.check_safety_first) {
-      const because = Array.isArray(detail.because) ? detail.because.join("、") : "";
-      parts.push(because ? `${TEXT.safetyFirst}（${because}）` : TEXT.safetyFirst);
-    }
-    return parts.join(" · ");
-  }
-
   function renderList(list, rows, line) {
     const items = (rows || []).map((row) => el("li", { text: line(row) }));
     if (!items.length) items.push(el("li", { className: "empty", text: TEXT.none }));
@@ -808,18 +836,27 @@
   }
 
   function renderNotes(notes) {
-    const items = notes.map((n) =>
-      el("li", {}, [
-        el("div", { className: "note-meta", text: who(n.author_id) }),
+    const items = notes.map((n) => {
+      const change = n.level_change && typeof n.level_change === "object" ? n.level_change : null;
+      const meta = [who(n.author_id)];
+      if (change) {
+        meta.push(word("note.level_change", {
+          before: TEXT.levels[change.before] || change.before,
+          after: TEXT.levels[change.after] || change.after,
+        }));
+      }
+      return el("li", { className: change ? "level-note" : "" }, [
+        el("div", { className: "note-meta", text: meta.join(" · ") }),
         el("div", { className: "note-body", text: n.body }),
-      ])
-    );
+      ]);
+    });
     if (!items.length) items.push(el("li", { className: "empty", text: TEXT.none }));
     ui.notes.replaceChildren(...items);
   }
 
   // An action on the open case: buttons off while it runs, the error shown, the case and queue reloaded.
-  async function act(name, body, buttons, done) {
+  // `target` is the referral's or follow-up's id for the routes that take one; the case's otherwise.
+  async function act(name, body, buttons, done, target) {
     const id = caseState.id;
     if (id === null) return false;
     for (const button of buttons) button.disabled = true;
@@ -827,7 +864,7 @@
     say(ui.caseDone, "");
     let ok = false;
     try {
-      await call(name, id, body);
+      await call(name, target === undefined ? id : target, body);
       ok = true;
       if (done && id === caseState.id) say(ui.caseDone, done);
     } catch (err) {
@@ -889,6 +926,172 @@
     }
     if (await act("note", { body: text }, [ui.noteSave], TEXT.noteSaved)) ui.noteInput.value = "";
   });
+
+  // ---- the care plan: level, family, referrals, follow-ups, return to school ------------------------
+
+  const rendered = new Map();  // list id -> what it last showed, so a poll does not rebuild (and unfocus) it
+
+  function renderOnce(list, rows, build) {
+    const signature = JSON.stringify(rows);
+    if (rendered.get(list.id) === signature) return;
+    rendered.set(list.id, signature);
+    const items = rows.map(build);
+    if (!items.length) items.push(el("li", { className: "empty", text: TEXT.none }));
+    list.replaceChildren(...items);
+  }
+
+  function isoDay(date) {
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+  }
+
+  function dayFromToday(days) {
+    const d = new Date(serverNow());
+    d.setDate(d.getDate() + days);
+    return isoDay(d);
+  }
+
+  function resetCareForms() {
+    for (const form of careForms) form.reset();
+    rendered.clear();
+  }
+
+  function renderCare(data, closed) {
+    for (const form of careForms) show(form, !closed);
+    const family = Array.isArray(data.family_contacts) ? data.family_contacts : [];
+    show(ui.familyForm, !closed && family.length > 0);
+    const today = dayFromToday(0);
+    ui.referralDate.min = today;
+    ui.followUpDate.min = today;
+    ui.schoolFirstDay.min = dayFromToday(-BACK_AT_SCHOOL_DAYS);
+    renderOnce(ui.family, family.map((f) => ({ ...f, closed })), familyItem);
+    renderOnce(ui.referrals, (data.referrals || []).map((r) => ({ ...r, closed })), referralItem);
+    renderOnce(ui.followUps, (data.follow_ups || []).map((f) => ({ ...f, closed })), followUpItem);
+  }
+
+  function familyItem(f) {
+    const detail = f.detail && typeof f.detail === "object" ? f.detail : {};
+    const parts = [TEXT.family[f.status] || f.status];
+    if (f.relation) parts.push(f.relation);
+    if (f.contacted_at) parts.push(word("family.contacted", { time: formatClock(f.contacted_at, true) }));
+    else if (f.status === "due" && f.due_by) parts.push(TEXT.due(formatClock(f.due_by, true)));
+    if (detail.check_safety_first) {
+      const because = Array.isArray(detail.because) ? detail.because.join("、") : "";
+      parts.push(because ? `${TEXT.safetyFirst}（${because}）` : TEXT.safetyFirst);
+    }
+    return el("li", { id: `family-${f.id}` }, [
+      el("div", { text: parts.join(" · ") }),
+      f.summary ? el("div", { className: "care-text", text: f.summary }) : null,
+    ]);
+  }
+
+  function referralItem(r) {
+    const line = [r.entry_name || r.entry_id, word(`referral.${r.status}`) || r.status].join(" · ");
+    const buttons = r.closed ? [] : (Array.isArray(r.next) ? r.next : []).map((status) => {
+      const button = el("button", {
+        id: `referral-${r.id}-${status}`, type: "button", className: "small", text: word(`referral_to.${status}`) || status,
+      });
+      button.addEventListener("click", () =>
+        act("referralStatus", { status }, [button], word("saved.referral_status"), r.id)
+      );
+      return button;
+    });
+    return el("li", { id: `referral-${r.id}` }, [
+      el("div", { text: line }),
+      buttons.length ? el("div", { className: "care-buttons" }, buttons) : null,
+    ]);
+  }
+
+  function followUpItem(f) {
+    const line = [
+      TEXT.followUps[f.kind] || f.kind,
+      f.what,
+      f.done ? TEXT.done : TEXT.due(formatClock(f.due_at, true)),
+    ].filter(Boolean).join(" · ");
+    let button = null;
+    if (!f.done && !f.closed) {
+      button = el("button", { id: `follow-up-done-${f.id}`, type: "button", className: "small", text: word("follow_up.done") });
+      button.addEventListener("click", () =>
+        act("followUpDone", null, [button], word("saved.follow_up_done"), f.id)
+      );
+    }
+    return el("li", { id: `follow-up-${f.id}`, className: f.done ? "care-row is-done" : "care-row" }, [
+      el("span", { text: line }),
+      button,
+    ]);
+  }
+
+  // A form's own check before it calls: the field to fix gets the focus, the words come from the page.
+  function refuse(code, field) {
+    caseError(word(`error.${code}`));
+    field.focus();
+    return false;
+  }
+
+  ui.levelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const level = ui.levelSelect.value;
+    const reason = ui.levelReason.value.trim();
+    if (!level) return refuse("bad_level", ui.levelSelect);
+    if (!reason) return refuse("need_reason", ui.levelReason);
+    if (await act("level", { level, reason }, [ui.levelSave], word("saved.level"))) ui.levelForm.reset();
+    return true;
+  });
+
+  ui.familyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const status = ui.familyStatus.value;
+    if (!status) return refuse("bad_status", ui.familyStatus);
+    const body = { status, relation: ui.familyRelation.value.trim(), summary: ui.familySummary.value.trim() };
+    if (await act("familyContact", body, [ui.familySave], word("saved.family"))) ui.familyForm.reset();
+    return true;
+  });
+
+  ui.referralForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const entry = ui.referralEntry.value;
+    if (!entry) return refuse("need_entry", ui.referralEntry);
+    if (!ui.referralDate.value) return refuse("bad_date", ui.referralDate);
+    const body = { entry_id: entry, follow_up_on: ui.referralDate.value };
+    if (await act("refer", body, [ui.referralSave], word("saved.referral"))) ui.referralForm.reset();
+    return true;
+  });
+
+  ui.followUpForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const what = ui.followUpWhat.value.trim();
+    if (!ui.followUpDate.value) return refuse("bad_date", ui.followUpDate);
+    if (!what) return refuse("need_what", ui.followUpWhat);
+    const body = { due_on: ui.followUpDate.value, what };
+    if (await act("followUp", body, [ui.followUpSave], word("saved.follow_up"))) ui.followUpForm.reset();
+    return true;
+  });
+
+  ui.schoolForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!ui.schoolFirstDay.value) return refuse("bad_date", ui.schoolFirstDay);
+    const body = { first_day: ui.schoolFirstDay.value };
+    if (await act("returnToSchool", body, [ui.schoolSave], word("saved.school"))) ui.schoolForm.reset();
+    return true;
+  });
+
+  async function loadDirectory() {
+    try {
+      const data = await call("directory");
+      const entries = Array.isArray(data.entries) ? data.entries : [];
+      const options = entries.map((e) => {
+        const option = el("option", { text: e.name, title: [e.number, e.hours].filter(Boolean).join(" · ") });
+        option.value = e.id;
+        return option;
+      });
+      ui.referralEntry.replaceChildren(ui.referralEntry.options[0], ...options);
+      show(ui.referralNone, entries.length === 0);
+      ui.referralEntry.disabled = entries.length === 0;
+      ui.referralSave.disabled = entries.length === 0;
+    } catch (err) {
+      /* the rest of the console works without it; the form says the list is empty */
+      show(ui.referralNone, true);
+    }
+  }
 
   async function loadQuickReplies() {
     try {

@@ -1,0 +1,431 @@
+"""The Telegram channel through the real app, the real store and python-telegram-bot, with the Bot API
+played by a loopback stand-in: Telegram's webhook posts (updates built with PTB's own types) are checked,
+queued and handled by PTB's Application, and what the bot sends is read back from the stand-in.
+
+In tests the app's listeners run around each ASGI request, so the bot starts with the request and stops
+after it, having handled every queued update: a test still waits on the stand-in, never on a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from telegram import MessageEntity, Update
+
+from integrations.channels import base, telegram
+from integrations.channels.telegram import (
+    SECRET_HEADER,
+    WEBHOOK_PATH,
+    OneChatInOrder,
+    TelegramSettings,
+    telegram_plugin,
+)
+from integrations.content import failsafe_text, gateway_texts
+from integrations.engine_client import BotReply
+from integrations.paging.senders import Page
+from records.models import Counsellor, Message
+from tests.channels import telegram_payloads as tg
+from tests.channels.line import Line, Sessions, line_for
+from tests.channels.standin import StandIn, running_stand_in
+from tests.unit.fakes import FakeEngine
+
+RED = "药已经准备好了，今晚我就吃下去"
+ONLY_TEXT = base.common_texts().only_text
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    for running in running_stand_in():
+        yield tg.bot_api(running)
+
+
+def settings(stand_in: StandIn, **overrides: Any) -> TelegramSettings:
+    values: dict[str, Any] = {"token": tg.TOKEN, "webhook_secret": tg.SECRET, "api_base_url": stand_in.url}
+    return TelegramSettings(**{**values, **overrides})
+
+
+def telegram_line(
+    database_url: str, sessions: Sessions, stand_in: StandIn, engine: FakeEngine | None = None, **options: Any
+) -> Line:
+    gateway_options = {k: options.pop(k) for k in list(options) if k in ("public_url", "page_max_attempts")}
+    plugin = telegram_plugin(settings(stand_in, **options))
+    return line_for(database_url, sessions, plugin, engine=engine, **gateway_options)
+
+
+@pytest.fixture
+def line(database_url: str, sessions: Sessions, stand_in: StandIn) -> Line:
+    return telegram_line(database_url, sessions, stand_in)
+
+
+async def post(line: Line, update: dict[str, Any] | bytes, secret: str | None = tg.SECRET) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[SECRET_HEADER] = secret
+    body = update if isinstance(update, bytes) else json.dumps(update, ensure_ascii=False).encode()
+    _, response = await line.app.asgi_client.post(WEBHOOK_PATH, content=body, headers=headers)
+    return response
+
+
+async def stored_inbound(line: Line) -> int:
+    async with line.sessions() as session:
+        return (
+            await session.scalar(select(func.count()).select_from(Message).where(Message.direction == "in"))
+            or 0
+        )
+
+
+async def test_a_text_message_is_answered_in_its_chat(line: Line, stand_in: StandIn) -> None:
+    response = await post(line, tg.text_update("你好"))
+    assert response.status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]
+    [(conversation, text, metadata)] = line.engine.calls
+    assert text == "你好" and metadata["channel"] == "telegram"
+    assert str(tg.CHAT_ID) not in conversation  # the engine sees the pseudonymous conversation only
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret-wrong-secret-wrong-secret-0000", tg.SECRET[:-1]])
+async def test_a_forged_or_missing_secret_token_is_refused(
+    line: Line, stand_in: StandIn, secret: str | None
+) -> None:
+    response = await post(line, tg.text_update(RED), secret=secret)
+    assert response.status == 403
+    assert await stored_inbound(line) == 0
+    assert line.engine.calls == [] and line.engine.triggered == []
+    assert tg.sent(stand_in) == []
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b'{"no_update_id": 1}', b""])
+async def test_a_malformed_update_is_a_bad_request(line: Line, stand_in: StandIn, body: bytes) -> None:
+    response = await post(line, body)
+    assert response.status == 400
+    assert await stored_inbound(line) == 0 and tg.sent(stand_in) == []
+
+
+async def test_an_oversize_body_is_refused(line: Line) -> None:
+    response = await post(line, tg.text_update("你" * 40_000))
+    assert response.status == 413
+    assert await stored_inbound(line) == 0
+
+
+async def test_a_redelivered_update_is_processed_and_answered_once(line: Line, stand_in: StandIn) -> None:
+    update = tg.text_update("你好")
+    assert (await post(line, update)).status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert (await post(line, update)).status == 200  # Telegram did not get our 200 and sends it again
+    assert len(line.engine.calls) == 1
+    # The first copy's replies went out; a redelivery sends nothing more (no duplicate in the child's chat).
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]
+    assert await stored_inbound(line) == 1
+
+
+@pytest.mark.parametrize("media", [tg.photo_update, tg.voice_update, tg.sticker_update])
+async def test_photos_voice_and_stickers_get_the_only_text_reply(
+    line: Line, stand_in: StandIn, media: Any
+) -> None:
+    assert (await post(line, media())).status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, ONLY_TEXT)]
+    assert line.engine.calls == [] and await stored_inbound(line) == 0
+    assert not stand_in.sent_to(f"{tg.API}/getFile")  # the media are never fetched
+
+
+async def test_words_under_a_photo_are_screened_and_answered(line: Line, stand_in: StandIn) -> None:
+    await line.staff()
+    assert (await post(line, tg.photo_update(caption=RED))).status == 200
+    await stand_in.wait_for(tg.SEND, 2)
+    assert line.engine.triggered, "the caption reached the crisis path"
+    texts = [text for _, text in tg.sent(stand_in)]
+    assert texts[0] == "你好，我在。" and texts[-1] == ONLY_TEXT
+
+
+async def test_an_edit_is_screened_as_a_new_message(line: Line, stand_in: StandIn) -> None:
+    """Words added in an edit must not go unseen: the edited text is stored, screened and answered."""
+    await line.staff()
+    original = tg.text_update("今天好累")
+    await post(line, original)
+    await post(line, tg.edited_update(original, f"今天好累。{RED}"))
+    await stand_in.wait_for(tg.SEND, 2)
+    assert len(line.engine.calls) == 1 and len(line.engine.triggered) == 1
+    assert await stored_inbound(line) == 2
+    assert len([p for p in await line.pages() if p.case_id is not None]) >= 1
+
+
+async def test_when_the_engine_is_down_the_fail_safe_is_sent(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    line = telegram_line(database_url, sessions, stand_in, engine=FakeEngine(down=True))
+    assert (await post(line, tg.text_update("你好"))).status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, failsafe_text())]
+    assert "12356" in failsafe_text()
+
+
+async def test_a_red_message_takes_the_crisis_path_answers_and_pages(line: Line, stand_in: StandIn) -> None:
+    await line.staff()
+    assert (await post(line, tg.text_update(RED))).status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert line.engine.triggered, "the switchboard triggered the crisis intent itself"
+    assert tg.sent(stand_in)[0] == (tg.CHAT_ID, "你好，我在。")
+    [conversation] = {sender for sender, _, _ in line.engine.triggered}
+    case = await line.case_of(conversation)
+    assert case.level == "red"
+    pages = await line.pages()
+    assert pages and {p.case_id for p in pages} == {case.id}
+
+
+async def test_a_red_message_with_nobody_on_shift_gets_the_numbers_now(line: Line, stand_in: StandIn) -> None:
+    await post(line, tg.text_update(RED))
+    await stand_in.wait_for(tg.SEND, 2)
+    assert [text for _, text in tg.sent(stand_in)][-1] == gateway_texts().no_counsellor_on_shift
+
+
+async def test_a_counsellors_reply_from_the_console_reaches_the_chat(line: Line, stand_in: StandIn) -> None:
+    await line.staff()
+    await post(line, tg.text_update(RED))
+    await stand_in.wait_for(tg.SEND)
+    [conversation] = {sender for sender, _, _ in line.engine.triggered}
+    await line.counsellor_writes(conversation, "我是心理老师，我在。", "你现在安全吗？")
+    await stand_in.wait_for(tg.SEND, 3)
+    assert tg.sent(stand_in)[1:] == [(tg.CHAT_ID, "我是心理老师，我在。"), (tg.CHAT_ID, "你现在安全吗？")]
+    assert await line.deliver() == 0  # sent once
+
+
+async def test_a_page_to_a_counsellor_on_telegram_goes_to_their_chat(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    line = telegram_line(database_url, sessions, stand_in, public_url="https://line.example.org")
+    await line.staff()
+    async with line.sessions() as session:
+        for counsellor in await session.scalars(select(Counsellor)):
+            counsellor.page_channel, counsellor.page_address = "telegram", str(9_000_000 + counsellor.id)
+        await session.commit()
+    await post(line, tg.text_update(RED))
+    await stand_in.wait_for(tg.SEND)
+    [conversation] = {sender for sender, _, _ in line.engine.triggered}
+    case = await line.case_of(conversation)
+    pages = await line.pages()
+    paged = {p.counsellor_id for p in pages}
+    await stand_in.wait_for(tg.SEND, 1 + len(paged))
+    to_counsellors = [(chat, text) for chat, text in tg.sent(stand_in) if chat != tg.CHAT_ID]
+    assert {chat - 9_000_000 for chat, _ in to_counsellors} == paged
+    for _, text in to_counsellors:
+        assert f"#{case.id}" in text and "红色" in text and "https://line.example.org/console" in text
+        assert RED not in text and "药" not in text and str(tg.CHAT_ID) not in text
+    assert all(p.status == "sent" and "telegram" in p.delivered_via for p in await line.pages())
+
+
+async def test_a_page_without_a_chat_id_is_retried_not_lost(stand_in: StandIn) -> None:
+    plugin = telegram_plugin(settings(stand_in))
+    page = Page(outbox_id=1, counsellor_id=7, case_id=3, level="red", reason="case_opened")
+    assert plugin.page_sender is not None
+    with pytest.raises(ValueError, match="counsellor 7"):
+        await plugin.page_sender.send(page)
+
+
+async def test_many_messages_from_one_chat_get_the_slow_down_text(line: Line, stand_in: StandIn) -> None:
+    for number in range(base.SENDER_LIMIT + 1):
+        assert (await post(line, tg.text_update(f"第{number}句"))).status == 200
+    await stand_in.wait_for(tg.SEND, base.SENDER_LIMIT + 1)
+    slow_down = gateway_texts().slow_down.format(hotline_list=base.hotline_list())
+    assert tg.sent(stand_in)[-1] == (tg.CHAT_ID, slow_down)
+    assert len(line.engine.calls) == base.SENDER_LIMIT
+
+
+async def test_buttons_become_an_inline_keyboard_and_a_press_is_the_childs_words(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    buttons = [{"title": "我是学生", "payload": "我是学生"}, {"title": "家长", "payload": "我是家长"}]
+    engine = FakeEngine(replies=[BotReply("请问你是学生还是家长？", buttons=buttons)])
+    line = telegram_line(database_url, sessions, stand_in, engine=engine)
+    await post(line, tg.text_update("你好"))
+    [request] = await stand_in.wait_for(tg.SEND)
+    markup = json.loads(tg.sent_fields(request)["reply_markup"])
+    assert [[(b["text"], b["callback_data"]) for b in row] for row in markup["inline_keyboard"]] == [
+        [("我是学生", "我是学生")],
+        [("家长", "我是家长")],
+    ]
+    press = tg.button_update("我是家长")
+    await post(line, press)
+    await stand_in.wait_for(tg.SEND, 2)
+    assert line.engine.calls[-1][1] == "我是家长"  # the payload, as the web chat sends it
+    [answered] = stand_in.sent_to(f"{tg.API}/answerCallbackQuery")
+    assert tg.sent_fields(answered)["callback_query_id"] == press["callback_query"]["id"]
+    await post(line, press)  # the same press redelivered
+    assert len(line.engine.calls) == 2
+
+
+async def test_start_and_myid_answer_without_storing_anything(line: Line, stand_in: StandIn) -> None:
+    await post(line, tg.text_update("/start", entities=[_command("/start")]))
+    await post(line, tg.text_update("/myid", entities=[_command("/myid")]))
+    await stand_in.wait_for(tg.SEND, 2)
+    welcome, my_id = (text for _, text in tg.sent(stand_in))
+    assert welcome == telegram.telegram_texts().welcome and "12356" in welcome
+    assert str(tg.CHAT_ID) in my_id
+    assert await stored_inbound(line) == 0 and line.engine.calls == []
+
+
+def _command(text: str) -> MessageEntity:
+    return MessageEntity(MessageEntity.BOT_COMMAND, 0, len(text))
+
+
+async def test_a_group_chat_is_not_a_childs_conversation(line: Line, stand_in: StandIn) -> None:
+    assert (await post(line, tg.group_update(RED))).status == 200
+    assert await stored_inbound(line) == 0 and line.engine.triggered == [] and tg.sent(stand_in) == []
+
+
+async def test_a_reply_the_bot_api_refuses_is_sent_again_from_the_outbox(
+    line: Line, stand_in: StandIn
+) -> None:
+    failures = iter([(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})])
+    stand_in.answer(tg.SEND, lambda request: next(failures, None) or tg.sent_message(request))
+    await post(line, tg.text_update("你好"))
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]  # the one Telegram refused
+    assert await line.deliver() == 1
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")] * 2
+
+
+async def test_no_chat_id_text_or_token_in_the_logs(
+    line: Line, stand_in: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    for name in ("telegram", "httpx", "integrations", "sanic"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    await line.staff()
+    await post(line, tg.text_update(RED))
+    await post(line, tg.photo_update())
+    await post(line, tg.text_update(RED), secret="forged")
+    await post(line, b"{broken")
+    [conversation] = {sender for sender, _, _ in line.engine.triggered}
+    await line.counsellor_writes(conversation, "我是心理老师，我在。")
+    await stand_in.wait_for(tg.SEND, 3)
+    logged = caplog.text
+    assert "sendMessage" in logged and "<redacted>" in logged  # httpx's request lines are there, redacted
+    for private in (str(tg.CHAT_ID), RED, "我是心理老师", tg.TOKEN, tg.SECRET, "小明"):
+        assert private not in logged
+
+
+async def test_the_webhook_is_registered_at_start_when_asked(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    line = telegram_line(
+        database_url, sessions, stand_in, set_webhook=True, public_url="https://line.example.org/"
+    )
+    await post(line, tg.text_update("你好"))
+    [registered] = await stand_in.wait_for(f"{tg.API}/setWebhook")
+    fields = tg.sent_fields(registered)
+    assert fields["url"] == "https://line.example.org/telegram/webhook"
+    assert fields["secret_token"] == tg.SECRET
+    assert json.loads(fields["allowed_updates"]) == ["message", "edited_message", "callback_query"]
+
+
+async def test_a_bot_api_outage_at_start_leaves_the_gateway_up_and_telegram_redelivers(
+    line: Line, stand_in: StandIn
+) -> None:
+    stand_in.answer(f"{tg.API}/getMe", (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}))
+    update = tg.text_update("你好")
+    assert (await post(line, update)).status == 503  # Telegram keeps the update and sends it again
+    assert (await line.app.asgi_client.get("/console"))[1].status == 200
+    stand_in.answer(f"{tg.API}/getMe", tg.ok(tg.BOT.to_dict()))
+    assert (await post(line, update)).status == 200
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]
+
+
+async def test_the_bot_keeps_trying_to_start_while_the_bot_api_is_down(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    plugin = telegram_plugin(settings(stand_in, start_retry_seconds=0.05))
+    line = line_for(database_url, sessions, plugin)
+    get_me = f"{tg.API}/getMe"
+    stand_in.answer(get_me, (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}))
+    assert (await post(line, tg.text_update("你好"))).status == 503  # the listeners ran: the store is open
+    bot = plugin.extra["line"]
+    assert plugin.start is not None and plugin.stop is not None
+    await plugin.start(line.app)
+    try:
+        await stand_in.wait_for(get_me, len(stand_in.sent_to(get_me)) + 2)  # tried again, and again
+        assert not bot.application.running
+        stand_in.answer(get_me, tg.ok(tg.BOT.to_dict()))
+        for _ in range(250):
+            if bot.application.running:
+                break
+            await asyncio.sleep(0.02)
+        assert bot.application.running, "the bot started once the Bot API answered"
+    finally:
+        await plugin.stop(line.app)
+    assert not bot.application.running
+
+
+async def test_polling_mode_takes_updates_from_get_updates(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    plugin = telegram_plugin(settings(stand_in, mode="polling", webhook_secret=None))
+    line = line_for(database_url, sessions, plugin)
+    # No webhook in polling mode. The request also runs the listeners: the store and switchboard open.
+    assert (await post(line, tg.text_update("你好"))).status == 404
+    waiting = [tg.text_update("你好")]
+    stand_in.answer(f"{tg.API}/getUpdates", lambda _: tg.ok([waiting.pop()] if waiting else []))
+    assert plugin.start is not None and plugin.stop is not None
+    await plugin.start(line.app)
+    try:
+        await stand_in.wait_for(tg.SEND)
+    finally:
+        await plugin.stop(line.app)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]
+    assert stand_in.sent_to(f"{tg.API}/deleteWebhook"), "polling replaces any webhook"
+
+
+def test_webhook_mode_refuses_to_run_without_a_good_secret() -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_SECRET is required"):
+        TelegramSettings(token=tg.TOKEN)
+    with pytest.raises(ValidationError, match="32 to 256"):
+        TelegramSettings(token=tg.TOKEN, webhook_secret="short")
+    with pytest.raises(ValidationError, match="32 to 256"):
+        TelegramSettings(token=tg.TOKEN, webhook_secret="秘" * 40)
+    assert TelegramSettings(token=tg.TOKEN, mode="polling").webhook_secret is None
+
+
+def test_the_channel_is_on_only_when_the_environment_configures_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TOKEN", "WEBHOOK_SECRET", "MODE"):
+        monkeypatch.delenv(f"XINQIAO_TELEGRAM_{name}", raising=False)
+    assert telegram.from_environment() is None
+    monkeypatch.setenv("XINQIAO_TELEGRAM_TOKEN", tg.TOKEN)
+    with pytest.raises(ValidationError):
+        telegram.from_environment()
+    monkeypatch.setenv("XINQIAO_TELEGRAM_WEBHOOK_SECRET", tg.SECRET)
+    plugin = telegram.from_environment()
+    assert plugin is not None and plugin.name == "telegram" and plugin.sender is not None
+    assert plugin.page_sender is not None and plugin.page_sender.name == "telegram"
+
+
+async def test_one_chats_updates_wait_for_each_other_and_other_chats_do_not() -> None:
+    processor = OneChatInOrder()
+    done: list[str] = []
+    first_may_finish = asyncio.Event()
+
+    async def handle(name: str, wait: bool = False) -> None:
+        if wait:
+            await first_may_finish.wait()
+        done.append(name)
+
+    def update(chat_id: int) -> Update:
+        parsed = Update.de_json(tg.text_update("你好", chat_id), None)
+        assert parsed is not None
+        return parsed
+
+    first = asyncio.create_task(processor.process_update(update(1), handle("a1", wait=True)))
+    second = asyncio.create_task(processor.process_update(update(1), handle("a2")))
+    other = asyncio.create_task(processor.process_update(update(2), handle("b1")))
+    await other
+    assert done == ["b1"]  # another chat is not held up by a slow one
+    first_may_finish.set()
+    await asyncio.gather(first, second)
+    assert done == ["b1", "a1", "a2"]  # one chat's messages in the order they came
