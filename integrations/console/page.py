@@ -6,7 +6,8 @@ Only the files named in SERVED are served (no directory is exposed, so no path c
 every answer carries a strict Content-Security-Policy: a page loads nothing but its own scripts and
 style sheets, runs no inline script or style, and talks only to this origin (the JSON API and the
 /console/ws feed). STATIC is what the console's page loads, SUPERVISOR_STATIC what the supervisor
-view adds to console.css.
+view adds to the two files it shares with it (SHARED: console.css, and api.js, the JSON API client both
+pages' scripts use).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from sanic.response import HTTPResponse, file, json
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE = STATIC_DIR / "index.html"
 SUPERVISOR_PAGE = STATIC_DIR / "supervisor.html"
-# What each page loads: the console's own files, and the supervisor view's (which also loads console.css).
-STATIC: dict[str, str] = {
-    "console.js": "text/javascript; charset=utf-8",
+# What each page loads: both load SHARED; the console adds console.js, the supervisor view SUPERVISOR_STATIC.
+SHARED: dict[str, str] = {
+    "api.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
+STATIC: dict[str, str] = {**SHARED, "console.js": "text/javascript; charset=utf-8"}
 SUPERVISOR_STATIC: dict[str, str] = {
     "supervisor.js": "text/javascript; charset=utf-8",
     "supervisor.css": "text/css; charset=utf-8",

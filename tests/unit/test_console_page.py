@@ -1,5 +1,5 @@
 """The counsellor console's page through the real app: served with a strict Content-Security-Policy, no
-inline script or style, only its two static files (no path leads anywhere else), every control a browser
+inline script or style, only its static files (no path leads anywhere else), every control a browser
 test will drive has its id, and every API path the script calls is a route of the app. The checks the
 supervisor's page shares (`test_console_supervision.py`) are the helpers here."""
 
@@ -20,6 +20,7 @@ PAGE_SOURCE = Path(__file__).resolve().parents[2] / "integrations" / "console" /
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")  # Chinese characters and punctuation
 HTML = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 SCRIPT = (STATIC_DIR / "console.js").read_text(encoding="utf-8")
+API_CLIENT = (STATIC_DIR / "api.js").read_text(encoding="utf-8")  # the JSON API client both pages load
 
 CONTROLS = [
     "login-handle",
@@ -167,15 +168,22 @@ async def test_the_page_is_served_with_a_strict_policy_and_no_inline_script_or_s
     assert_no_inline_code(page)
     scripts = [attrs for tag, attrs in page.tags if tag == "script"]
     assert scripts and all(attrs.get("src") for attrs in scripts)
-    # nothing from elsewhere: every resource is one of the two static files
+    # nothing from elsewhere: every resource is one of the static files
     assert sorted(resources(page)) == sorted(f"/console/static/{name}" for name in STATIC)
+    # the shared API client runs before the console's script, which uses it
+    srcs = [attrs["src"] for attrs in scripts]
+    assert srcs == ["/console/static/api.js", "/console/static/console.js"]
 
 
 @pytest.mark.parametrize(
     ("name", "content_type"),
-    [("console.js", "text/javascript; charset=utf-8"), ("console.css", "text/css; charset=utf-8")],
+    [
+        ("api.js", "text/javascript; charset=utf-8"),
+        ("console.js", "text/javascript; charset=utf-8"),
+        ("console.css", "text/css; charset=utf-8"),
+    ],
 )
-async def test_the_script_and_style_sheet_are_served_with_their_types(
+async def test_the_scripts_and_style_sheet_are_served_with_their_types(
     app: Sanic, name: str, content_type: str
 ) -> None:
     response = await get_static(app, name, content_type)
@@ -198,10 +206,11 @@ async def test_the_script_and_style_sheet_are_served_with_their_types(
         "/console/static/%2e%2e%2f%2e%2e%2fgateway%2fapp.py",
         "/console/static/index.html",  # in the folder, but not one of the served files
         "/console/static/console.js%00.py",
+        "/console/static/api.js%00.py",
         "/console/static/",
     ],
 )
-async def test_no_path_leads_out_of_the_two_static_files(app: Sanic, path: str) -> None:
+async def test_no_path_leads_out_of_the_static_files(app: Sanic, path: str) -> None:
     _, response = await app.asgi_client.get(path)
     assert response.status in (400, 404)
     assert b"Blueprint" not in response.body and b"<html" not in response.body
@@ -259,11 +268,19 @@ def test_every_api_path_the_script_calls_is_a_route_of_the_app(app: Sanic) -> No
 
 def test_the_script_writes_no_markup_and_loads_nothing_from_elsewhere() -> None:
     assert_writes_no_markup(SCRIPT)
+    assert_writes_no_markup(API_CLIENT)
     assert not re.search(
-        r"https?://", SCRIPT + HTML + (STATIC_DIR / "console.css").read_text(encoding="utf-8")
+        r"https?://", SCRIPT + API_CLIENT + HTML + (STATIC_DIR / "console.css").read_text(encoding="utf-8")
     )
     assert "@import" not in (STATIC_DIR / "console.css").read_text(encoding="utf-8")
 
 
 def test_python_holds_none_of_the_pages_words() -> None:
     assert not CJK.search(PAGE_SOURCE.read_text(encoding="utf-8"))
+
+
+def test_the_shared_api_client_holds_no_words_and_names_no_api_path() -> None:
+    """api.js is the same for both pages: the words are each page's, and so is the table of paths."""
+    assert not CJK.search(API_CLIENT), "a word in api.js: it belongs to the page that shows it"
+    assert "/console/api/" not in API_CLIENT
+    assert "window.XinqiaoApi" in API_CLIENT

@@ -20,7 +20,7 @@ from sanic import Sanic
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from integrations.console.page import SECURITY_HEADERS, STATIC_DIR, SUPERVISOR_STATIC
+from integrations.console.page import SECURITY_HEADERS, SHARED, STATIC_DIR, SUPERVISOR_STATIC
 from integrations.console.sessions import COOKIE
 from integrations.inbound import InboundMessage
 from integrations.paging.dispatcher import PageDispatcher
@@ -370,13 +370,20 @@ async def test_the_supervisor_page_is_served_with_the_consoles_security_headers(
     page = parse(HTML)
     assert_no_inline_code(page)
     assert sorted(resources(page)) == sorted(
-        ["/console/static/console.css", *(f"/console/static/{name}" for name in SUPERVISOR_STATIC)]
+        f"/console/static/{name}" for name in {**SHARED, **SUPERVISOR_STATIC}
     )
+    # the shared API client runs before the view's script, which uses it
+    srcs = [attrs["src"] for tag, attrs in page.tags if tag == "script"]
+    assert srcs == ["/console/static/api.js", "/console/static/supervisor.js"]
 
 
 @pytest.mark.parametrize(
     ("name", "content_type"),
-    [("supervisor.js", "text/javascript; charset=utf-8"), ("supervisor.css", "text/css; charset=utf-8")],
+    [
+        ("supervisor.js", "text/javascript; charset=utf-8"),
+        ("supervisor.css", "text/css; charset=utf-8"),
+        ("api.js", "text/javascript; charset=utf-8"),
+    ],
 )
 async def test_its_files_are_served_by_name_with_their_types(
     app: Sanic, name: str, content_type: str
@@ -430,6 +437,7 @@ def test_every_element_a_test_reads_has_its_id() -> None:
 
 def test_every_word_is_in_the_page_and_none_in_the_script() -> None:
     assert not CJK.search(SCRIPT), "a word in supervisor.js: it belongs in supervisor.html"
+    assert not CJK.search((STATIC_DIR / "api.js").read_text(encoding="utf-8")), "a word in api.js"
     assert not CJK.search(PAGE_SOURCE.read_text(encoding="utf-8"))
     page = parse(HTML)
     levels = [a["data-level"] for t, a in page.tags if a.get("data-level")]

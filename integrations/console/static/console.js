@@ -161,7 +161,6 @@
 
   // ---- state -------------------------------------------------------------------------------------
 
-  let csrf = null;           // in memory only: from the login or /me answer, sent on every POST
   let me = null;             // {id, handle, display_name, role}
   let clockOffset = 0;       // server time minus this computer's, from the Date header
 
@@ -243,13 +242,15 @@
 
   // ---- the API ------------------------------------------------------------------------------------
 
-  class ApiError extends Error {
-    constructor(code, status) {
-      super(code);
-      this.code = code;
-      this.status = status;
-    }
-  }
+  // The JSON API (api.js): the CSRF token from the login or /me answer, in memory only and sent on every
+  // POST. A login refusal is shown as it is: never retried, never taken as signing out.
+  const client = XinqiaoApi.client({
+    api: API,
+    signIn: ["login"],
+    onSignedOut: () => signedOut(true),
+    onResponse: noteServerClock,
+  });
+  const { call, refreshToken } = client;
 
   function errorText(err) {
     if (TEXT.errors[err.code]) return TEXT.errors[err.code];
@@ -258,45 +259,6 @@
     if (err.status === 413) return TEXT.errors.too_long;
     if (err.status >= 500) return TEXT.errors.server;
     return TEXT.errors.unknown;
-  }
-
-  async function call(name, id, body, retried) {
-    const [method, template] = API[name];
-    const path = template.replace("{id}", encodeURIComponent(String(id)));
-    const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
-    if (method !== "GET") {
-      init.headers["Content-Type"] = "application/json";
-      if (csrf) init.headers["X-CSRF-Token"] = csrf;
-      init.body = JSON.stringify(body || {});
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (err) {
-      throw new ApiError("network", 0);
-    }
-    noteServerClock(response);
-    let data = null;
-    try { data = await response.json(); } catch (err) { data = null; }
-    if (response.ok) return data || {};
-    const code = data && typeof data.error === "string" ? data.error : `http_${response.status}`;
-    if (name !== "login") {
-      // A stale token (another tab signed in again): fetch the current one and try once more. The server
-      // checks the token before doing anything, so the first attempt changed nothing.
-      if (code === "csrf" && !retried && (await refreshToken())) return call(name, id, body, true);
-      if (code === "signed_out") signedOut(true);
-    }
-    throw new ApiError(code, response.status);
-  }
-
-  async function refreshToken() {
-    try {
-      const data = await call("me", null, null, true);
-      csrf = data.csrf;
-      return true;
-    } catch (err) {
-      return false;
-    }
   }
 
   // ---- sign-in ------------------------------------------------------------------------------------
@@ -320,7 +282,7 @@
   }
 
   function signedIn(data) {
-    csrf = data.csrf;
+    client.setToken(data.csrf);
     me = data.counsellor;
     ui.meName.textContent = me.display_name || me.handle;
     ui.supervisorLink.hidden = !(me.role === "supervisor" || me.role === "admin");
@@ -343,9 +305,9 @@
   }
 
   function signedOut(expired) {
-    if (!me && !csrf) return;
+    if (!me && !client.token()) return;
     me = null;
-    csrf = null;
+    client.setToken(null);
     clearTimeout(queueTimer);
     clearTimeout(caseTimer);
     clearTimeout(feed.timer);

@@ -109,50 +109,9 @@
 
   // ---- the API --------------------------------------------------------------------------------------
 
-  class ApiError extends Error {
-    constructor(code, status) {
-      super(code);
-      this.code = code;
-      this.status = status;
-    }
-  }
-
-  let csrf = null;  // in memory only, from the `me` answer
-
-  async function call(name, id, body, query, retried) {
-    const [method, template] = API[name];
-    let path = template.replace("{id}", encodeURIComponent(String(id)));
-    if (query) path += `?${new URLSearchParams(query)}`;
-    const init = { method, credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } };
-    if (method !== "GET") {
-      init.headers["Content-Type"] = "application/json";
-      if (csrf) init.headers["X-CSRF-Token"] = csrf;
-      init.body = JSON.stringify(body || {});
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (err) {
-      throw new ApiError("network", 0);
-    }
-    let data = null;
-    try { data = await response.json(); } catch (err) { data = null; }
-    if (response.ok) return data || {};
-    const code = data && typeof data.error === "string" ? data.error : `http_${response.status}`;
-    // A stale token (the console signed in again in another tab): fetch the current one, try once more.
-    if (code === "csrf" && !retried && (await refreshToken())) return call(name, id, body, query, true);
-    if (code === "signed_out") showOnly(ui.signedOut);
-    throw new ApiError(code, response.status);
-  }
-
-  async function refreshToken() {
-    try {
-      csrf = (await call("me", null, null, null, true)).csrf;
-      return true;
-    } catch (err) {
-      return false;
-    }
-  }
+  // The JSON API (api.js): the CSRF token from the `me` answer, in memory only and sent on every POST.
+  const client = XinqiaoApi.client({ api: API, onSignedOut: () => showOnly(ui.signedOut) });
+  const { call } = client;
 
   function errorText(err) {
     if (WORDS.errors[err.code]) return WORDS.errors[err.code];
@@ -327,7 +286,7 @@
       if (err.code !== "signed_out") { showOnly(ui.view); show(ui.loadError, true); }
       return;
     }
-    csrf = me.csrf;
+    client.setToken(me.csrf);
     ui.meName.textContent = me.counsellor.display_name || me.counsellor.handle;
     show(ui.meName, true);
     if (!MAY_SEE.has(me.counsellor.role)) { showOnly(ui.forbidden); return; }
