@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from xml.etree import ElementTree
@@ -37,7 +36,7 @@ from records.crypto import lookup_digest
 from records.models import AuditEntry, Contact, Counsellor, Message, OutboxItem
 from tests.channels.line import Line, Sessions, line_for
 from tests.channels.standin import Recorded, StandIn, running_stand_in
-from tests.channels.twilio_signing import incoming_sms, signed_headers
+from tests.channels.twilio_signing import incoming_sms, message_created, signed_headers
 from tests.unit.fakes import FakeEngine
 
 TOKEN = "f3c1e2d4a5b6978800112233445566aa"
@@ -53,19 +52,7 @@ COUNSELLOR_PHONES = {"v1": "+8613900000001", "v2": "+8613900000002", "v3": "+861
 
 
 def _twilio_message(request: Recorded) -> tuple[int, dict[str, str]]:
-    """What Twilio's Messages API answers to a create (a trimmed copy of its documented 201 body)."""
-    form = {key: values[0] for key, values in request.form().items()}
-    return 201, {
-        "sid": "SM" + uuid.uuid4().hex,
-        "account_sid": ACCOUNT,
-        "to": form.get("To", ""),
-        "from": form.get("From", ""),
-        "body": form.get("Body", ""),
-        "status": "queued",
-        "num_segments": "1",
-        "direction": "outbound-api",
-        "api_version": "2010-04-01",
-    }
+    return message_created(request, ACCOUNT)
 
 
 @pytest.fixture

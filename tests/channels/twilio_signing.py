@@ -9,6 +9,7 @@ import uuid
 from twilio.request_validator import RequestValidator
 
 from integrations.channels.twilio_common import SIGNATURE_HEADER
+from tests.channels.standin import Recorded
 
 
 def signed_headers(url: str, form: dict[str, str], token: str) -> dict[str, str]:
@@ -44,4 +45,20 @@ def incoming_sms(
         "From": sender,
         "ApiVersion": "2010-04-01",
         **extra,
+    }
+
+
+def message_created(request: Recorded, account_sid: str) -> tuple[int, dict[str, str]]:
+    """What Twilio's Messages API answers to a create (a trimmed copy of its documented 201 body)."""
+    form = {key: values[0] for key, values in request.form().items()}
+    return 201, {
+        "sid": "SM" + uuid.uuid4().hex,
+        "account_sid": account_sid,
+        "to": form.get("To", ""),
+        "from": form.get("From", ""),
+        "body": form.get("Body", ""),
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
     }

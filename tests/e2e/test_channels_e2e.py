@@ -37,7 +37,7 @@ from records.roster import put_on_call, set_paging
 from tests.channels import telegram_payloads as tg
 from tests.channels import wechat_payloads as wx
 from tests.channels.standin import Recorded, StandIn
-from tests.channels.twilio_signing import incoming_sms, signed_headers
+from tests.channels.twilio_signing import incoming_sms, message_created, signed_headers
 from tests.support import require_trained_model, variations
 from triage_protocols.directory import hotline_list
 
@@ -84,18 +84,7 @@ class Twilio:
         self.stand_in.answer(f"{CALLS}/", self._update)
 
     def _message(self, request: Recorded) -> tuple[int, dict[str, str]]:
-        form = {key: values[0] for key, values in request.form().items()}
-        return 201, {
-            "sid": "SM" + uuid.uuid4().hex,
-            "account_sid": TWILIO_ACCOUNT,
-            "to": form.get("To", ""),
-            "from": form.get("From", ""),
-            "body": form.get("Body", ""),
-            "status": "queued",
-            "num_segments": "1",
-            "direction": "outbound-api",
-            "api_version": "2010-04-01",
-        }
+        return message_created(request, TWILIO_ACCOUNT)
 
     def _calls(self, request: Recorded) -> tuple[int, dict[str, Any]]:
         if request.method == "POST":  # a new call: a page by phone
