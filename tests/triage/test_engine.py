@@ -127,14 +127,10 @@ def test_unknown_audience_counts_as_student() -> None:
     assert screen("我想死", audience="teacher").audience == "student"
 
 
-def test_long_text_is_screened_whole_and_fast() -> None:
-    import time
-
+def test_long_text_is_screened_whole() -> None:
+    """The words that matter may come last; how fast this goes is measured in benchmarks/triage_eval.py."""
     text = "今天天气不错，" * 280 + "我想死"
-    start = time.perf_counter()
-    result = screen(text)
-    assert result.level == Level.ORANGE
-    assert time.perf_counter() - start < 0.05
+    assert screen(text).level == Level.ORANGE
 
 
 def test_a_broken_engine_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -282,7 +282,8 @@ async def test_run_forever_sends_at_once_when_woken_and_stops_when_cancelled(
 ) -> None:
     _, case_id, counsellor = sms_case
     console = Recorder("console")
-    dispatcher = PageDispatcher(sessions, {"console": console, "sms": Recorder("sms")}, interval_seconds=30)
+    # an hour between rounds: a page that goes out within the test's few seconds went because of wake()
+    dispatcher = PageDispatcher(sessions, {"console": console, "sms": Recorder("sms")}, interval_seconds=3600)
     rounds: list[int] = []
     first_round = asyncio.Event()
     run_once = dispatcher.run_once
@@ -297,7 +298,7 @@ async def test_run_forever_sends_at_once_when_woken_and_stops_when_cancelled(
     task = asyncio.create_task(dispatcher.run_forever())
     try:
         await asyncio.wait_for(first_round.wait(), timeout=5)
-        for _ in range(100):  # the opening page, then an empty round: the loop now sleeps for 30 s
+        for _ in range(100):  # the opening page, then an empty round: the loop now sleeps for an hour
             if rounds[-1] == 0:
                 break
             await asyncio.sleep(0.01)
@@ -311,15 +312,13 @@ async def test_run_forever_sends_at_once_when_woken_and_stops_when_cancelled(
         await asyncio.sleep(0.3)
         assert len(console.pages) == 1  # nobody asked: it waits for its interval
 
-        woken = asyncio.get_running_loop().time()
         dispatcher.wake()
-        for _ in range(200):
+        for _ in range(1000):
             if len(console.pages) == 2:
                 break
             await asyncio.sleep(0.01)
         assert len(console.pages) == 2
         assert console.pages[1].reason == "later"
-        assert asyncio.get_running_loop().time() - woken < 2.0
         for _ in range(200):  # the round records the delivery right after sending
             if (await _items(sessions))[1].status == OutboxStatus.SENT:
                 break
