@@ -299,8 +299,8 @@ async def add_follow_up(
     session: AsyncSession, case_id: int, counsellor_id: int, due_on: date, what: str
 ) -> FollowUp:
     """A check-in a counsellor plans, due at the start of `due_on` (China time); paged once if not done.
-    `what` is for staff and is not encrypted (the column holds the protocol's plan steps too): the console
-    asks for what to do, not for names."""
+    `what` is for staff and encrypted at rest like a note; the console still asks for what to do, not
+    for names."""
     what = what.strip()
     if not what or len(what) > MAX_FOLLOW_UP_WHAT:
         raise ValueError(f"what must be 1 to {MAX_FOLLOW_UP_WHAT} characters")

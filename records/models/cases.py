@@ -140,7 +140,8 @@ class FollowUp(Base):
     referral_id: Mapped[int | None] = mapped_column(ForeignKey("referral.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))  # check_in | referral | return_to_school
     plan_step: Mapped[int | None] = mapped_column()  # index into the protocol's follow-up plan
-    what: Mapped[str | None] = mapped_column(String(200))  # the plan step's words, for staff
+    # the plan step's or the counsellor's words, for staff; encrypted, as they may name people
+    what: Mapped[str | None] = mapped_column(EncryptedText)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     done_by: Mapped[int | None] = mapped_column(ForeignKey("counsellor.id"))

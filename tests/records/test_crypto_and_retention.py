@@ -8,11 +8,14 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from records import cases, contacts, crypto, keys, messages, outbox, retention
 from records.crypto import KeysMissing
+from records.db import create_engine, session_factory
+from records.migrate import alembic_config, upgrade
 from records.models import (
     Assignment,
     AuditEntry,
@@ -112,6 +115,68 @@ async def test_a_contact_is_found_again_by_its_address_which_is_never_stored_pla
     assert crypto.decrypt(token) == ADDRESS
     async with sessions() as session:
         assert (await session.get_one(Contact, first.id)).address == ADDRESS
+
+
+FOLLOW_UP_WORDS = "周五放学后和小林的班主任王老师见面"  # made-up words that name people
+
+
+async def test_the_words_of_a_follow_up_are_stored_encrypted(sessions: Sessions, staff: Staff) -> None:
+    _, case_id = await open_case(sessions, "orange", now=utcnow())
+    async with sessions() as session:
+        added = await cases.add_follow_up(
+            session, case_id, staff.volunteers[0], date(2026, 12, 4), FOLLOW_UP_WORDS
+        )
+    [(token,)] = await _raw(sessions, f"SELECT what FROM follow_up WHERE id = {added.id}")
+    assert FOLLOW_UP_WORDS not in token and crypto.decrypt(token) == FOLLOW_UP_WORDS
+    async with sessions() as session:
+        assert (await session.get_one(FollowUp, added.id)).what == FOLLOW_UP_WORDS
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_migration_encrypts_follow_up_words_written_before_it(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Words stored plain by an older version are encrypted by `alembic upgrade`, and given back plain
+    by a downgrade; the protocol's own check-ins, without words, stay empty."""
+    url = request.getfixturevalue("sqlite_url" if database == "sqlite" else "postgres_url")
+    upgrade(url, "0005")
+
+    async def before() -> int:
+        engine = create_engine(url)
+        sessions = session_factory(engine)
+        _, case_id = await open_case(sessions, "orange", now=utcnow())
+        async with sessions() as session:
+            await session.execute(  # a counsellor's follow-up, due with the protocol's check-in
+                text(
+                    "INSERT INTO follow_up (case_id, kind, what, due_at)"
+                    " SELECT case_id, kind, :what, due_at FROM follow_up WHERE case_id = :case"
+                ),
+                {"case": case_id, "what": FOLLOW_UP_WORDS},
+            )
+            await session.commit()
+        await engine.dispose()
+        return case_id
+
+    async def stored(case_id: int) -> list[str | None]:
+        engine = create_engine(url)
+        async with session_factory(engine)() as session:
+            rows = await session.execute(
+                text("SELECT what FROM follow_up WHERE case_id = :case ORDER BY id"), {"case": case_id}
+            )
+            values = [row[0] for row in rows]
+        await engine.dispose()
+        return values
+
+    case_id = asyncio.run(before())
+    upgrade(url)
+    [check_in, written] = asyncio.run(stored(case_id))
+    assert check_in is None
+    assert (
+        written is not None and FOLLOW_UP_WORDS not in written and crypto.decrypt(written) == FOLLOW_UP_WORDS
+    )
+
+    command.downgrade(alembic_config(url), "0005")
+    assert asyncio.run(stored(case_id)) == [None, FOLLOW_UP_WORDS]
 
 
 async def test_two_first_messages_racing_make_one_contact(sessions: Sessions) -> None:
