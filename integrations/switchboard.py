@@ -154,10 +154,20 @@ class Switchboard:
         """The engine this switchboard talks to (the console pauses and resumes conversations in it)."""
         return self._engine
 
-    async def receive(self, inbound: InboundMessage, *, slowed: bool = False) -> Outcome:
+    async def receive(
+        self,
+        inbound: InboundMessage,
+        *,
+        slowed: bool = False,
+        on_stored: Callable[[str | None], None] | None = None,
+    ) -> Outcome:
         """`slowed`: the sender is over their channel's rate limit. The message is still stored and
         screened (and opens its case); an orange or red one is answered as usual, anything else gets
-        the slow-down text instead of the engine."""
+        the slow-down text instead of the engine.
+
+        `on_stored` is called with the message's risk level as soon as it is committed, before the engine
+        is asked: a channel that must acknowledge or answer within its provider's window (Telegram's
+        webhook, WeChat's passive reply) learns then that the message is kept, and how urgent it is."""
         # Screening is pure, never raises and takes well under a millisecond, so the assessment is
         # stored in the same transaction as the message, before the engine sees either.
         assessment = self._screen(inbound.text, inbound.audience or "student")
@@ -175,7 +185,11 @@ class Switchboard:
             if result.duplicate:
                 log.info("redelivered message %s answered from the store", stored.id)
                 replies = await messages.replies_to(session, stored.id)
+                if on_stored is not None:
+                    on_stored(stored.risk_level)
                 return Outcome(stored.id, stored.status or "", [Reply.of(r) for r in replies], duplicate=True)
+        if on_stored is not None:
+            on_stored(stored.risk_level)
         case = result.case
         if stored.risk_level in ESCALATING:
             log.warning(

@@ -137,9 +137,12 @@ def _error_texts(code: str, max_length: int) -> list[str]:
     return [text.format(limit=max_length, hotline_list=hotline_list())]
 
 
-async def receive(app: Sanic, message: ChannelMessage) -> ChannelAnswer:
+async def receive(
+    app: Sanic, message: ChannelMessage, *, on_stored: Callable[[str | None], None] | None = None
+) -> ChannelAnswer:
     """The one way a channel's message reaches the switchboard. Never raises for a bad message or a store
-    that is down: the user always gets something to read (the hotline numbers when nothing is kept)."""
+    that is down: the user always gets something to read (the hotline numbers when nothing is kept).
+    `on_stored` hears the risk level once the message is kept (see `Switchboard.receive`)."""
     max_length = app.ctx.settings.max_text_length
     try:
         text = clean_text(message.text, max_length)
@@ -160,6 +163,7 @@ async def receive(app: Sanic, message: ChannelMessage) -> ChannelAnswer:
                 audience=message.audience or conversation.audience,  # type: ignore[arg-type]
             ),
             slowed=slowed,
+            on_stored=on_stored,
         )
     except (SQLAlchemyError, OSError) as error:
         # Without the store the message cannot be kept, so it is not processed: the sender is asked to

@@ -34,6 +34,7 @@ from sanic.response import HTTPResponse
 from sanic.response import text as plain
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -41,6 +42,7 @@ from integrations.channels.base import (
     ChannelAnswer,
     ChannelMessage,
     ChannelPlugin,
+    PermanentDeliveryError,
     common_texts,
 )
 from integrations.channels.base import receive as receive_message
@@ -122,6 +124,20 @@ class TwilioLine:
             await client.http_client.close()  # type: ignore[attr-defined]
 
 
+# Twilio error codes that no retry changes: the number is not a valid one (21211), cannot take texts
+# (21614), is blocked for the line's country settings (21408, 21612), or unsubscribed at Twilio (21610).
+# https://www.twilio.com/docs/api/errors
+PERMANENT_TWILIO_CODES = frozenset({21211, 21408, 21610, 21612, 21614})
+
+
+class TwilioRefused(PermanentDeliveryError):
+    """Twilio refused the number for good: the counsellor must reach the person another way."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"twilio {code}")
+        self.code = code
+
+
 class SmsSender:
     """Texts users what no webhook waits for (a counsellor's words, an answer given on retry). Refuses a
     number that opted out, without calling Twilio."""
@@ -140,7 +156,13 @@ class SmsSender:
         if scope is not None:
             log.warning("sms: not sent to contact %s, who opted out (%s)", contact_id, scope)
             raise OptedOut(scope)
-        parts = await self.line.send(address, text)
+        try:
+            parts = await self.line.send(address, text)
+        except TwilioRestException as error:
+            if error.code in PERMANENT_TWILIO_CODES:
+                log.warning("sms: Twilio refused contact %s for good (code %s)", contact_id, error.code)
+                raise TwilioRefused(int(error.code)) from None
+            raise
         log.info("sms: sent %s message(s) to contact %s", parts, contact_id)
 
 

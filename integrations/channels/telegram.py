@@ -2,7 +2,8 @@
 
 Telegram posts each update to `POST /telegram/webhook` with the secret token it was given when the webhook
 was set; the route checks it (constant time, 403 otherwise), parses the update with PTB and puts it on the
-`Application`'s update queue, and answers 200 at once. PTB's handlers below hand the words to the one
+`Application`'s update queue, and answers 200 as soon as the update's words are stored, before they are
+answered (telegram_acks.py: Telegram forgets an update once it has our 200). PTB's handlers below hand the words to the one
 switchboard (`base.receive`) and send the replies with the Bot API. For a developer's machine there is a
 polling mode instead (XINQIAO_TELEGRAM_MODE=polling): no public address, no webhook.
 
@@ -55,6 +56,7 @@ from telegram.ext import (
 
 from integrations.channels import base
 from integrations.channels.base import ChannelAnswer, ChannelMessage, ChannelPlugin
+from integrations.channels.telegram_acks import Acknowledgements
 from integrations.content import failsafe_text
 from integrations.paging.senders import Page
 from records import deliveries
@@ -71,6 +73,7 @@ ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 MAX_MESSAGE_LENGTH = 4096  # the Bot API's limit for one message's text
 MAX_CALLBACK_DATA = 64  # bytes, the Bot API's limit for a button's payload
 GATEWAY = "gateway"  # the Sanic app, in the Application's bot_data
+ACKS = "acks"  # the webhook's Acknowledgements, in the Application's bot_data
 
 
 class TelegramSettings(BaseSettings):
@@ -93,6 +96,9 @@ class TelegramSettings(BaseSettings):
     # When the Bot API cannot be reached as the gateway starts, it is tried again this often (the rest of
     # the gateway runs meanwhile; the webhook answers 503, so Telegram keeps the updates and redelivers).
     start_retry_seconds: float = 10.0
+    # How long the webhook waits for an update's words to be stored before answering 503 (Telegram then
+    # sends it again). One chat's updates are handled in order, so this covers the one before it too.
+    ack_timeout_seconds: float = 20.0
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> TelegramSettings:
@@ -192,12 +198,19 @@ class OneChatInOrder(BaseUpdateProcessor):
     up another's), those from one chat one after another in the order they came, so a child's messages
     are stored and answered in the order they were written."""
 
-    def __init__(self, max_concurrent_updates: int = 256) -> None:
+    def __init__(self, max_concurrent_updates: int = 256, acks: Acknowledgements | None = None) -> None:
         super().__init__(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: dict[int, int] = {}
+        self._acks = acks or Acknowledgements()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        try:
+            await self._in_order(update, coroutine)
+        finally:
+            self._acks.handled(update)
+
+    async def _in_order(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
@@ -302,7 +315,12 @@ async def take_words(update: Update, context: ContextTypes.DEFAULT_TYPE, chat_id
     """The child wrote `words`: through the switchboard, and the replies back to the chat. False for a
     redelivery, which was answered the first time."""
     gateway: Sanic = context.bot_data[GATEWAY]
-    answer = await base.receive(gateway, ChannelMessage(CHANNEL, str(chat_id), external_id_of(update), words))
+    acks: Acknowledgements = context.bot_data[ACKS]
+    answer = await base.receive(
+        gateway,
+        ChannelMessage(CHANNEL, str(chat_id), external_id_of(update), words),
+        on_stored=lambda _level: acks.kept(update),
+    )
     if answer.outcome is not None and answer.outcome.duplicate:
         log.info("telegram: update %s is a redelivery; already answered", update.update_id)
         return False
@@ -359,6 +377,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     still gets the fail-safe script (with the numbers) rather than silence."""
     update_id = update.update_id if isinstance(update, Update) else None
     log.error("telegram: update %s failed (%s)", update_id, type(context.error).__name__)
+    context.bot_data[ACKS].failed(update)  # unless its words were kept: Telegram sends it again
     chat = update.effective_chat if isinstance(update, Update) else None
     if chat is not None and chat.type == chat.PRIVATE:
         with contextlib.suppress(TelegramError):
@@ -380,6 +399,7 @@ class TelegramLine:
         self.token = settings.token.get_secret_value()
         self.application: Application[Any, Any, Any, Any, Any, Any] | None = None
         self.gateway: Sanic | None = None
+        self.acks = Acknowledgements()
         self._opening: asyncio.Task[None] | None = None
 
     @property
@@ -390,13 +410,14 @@ class TelegramLine:
         return Bot(self.token, **self.settings.bot_urls())
 
     def build(self, gateway: Sanic) -> Application[Any, Any, Any, Any, Any, Any]:
-        builder = ApplicationBuilder().token(self.token).concurrent_updates(OneChatInOrder())
+        builder = ApplicationBuilder().token(self.token).concurrent_updates(OneChatInOrder(acks=self.acks))
         for option, url in self.settings.bot_urls().items():
             builder = getattr(builder, option)(url)
         if not self.polling:
             builder = builder.updater(None)  # updates come through the gateway's own route
         application = builder.build()
         application.bot_data[GATEWAY] = gateway
+        application.bot_data[ACKS] = self.acks
         # The first handler that matches takes the update. Groups are never a child's conversation.
         new_private = filters.UpdateType.MESSAGE & PRIVATE
         application.add_handler(CommandHandler("start", on_start, filters=new_private))
@@ -478,8 +499,9 @@ class TelegramLine:
 
     async def webhook(self, request: Request) -> HTTPResponse:
         """Telegram's POST (the app refuses an oversize body first, 413): the secret token (403), the
-        update (400), then the queue (200). While the bot is not running (the Bot API was unreachable at start) the answer is
-        503, and Telegram keeps the update and sends it again."""
+        update (400), then the queue, and 200 once its words are stored (503 when that fails or takes
+        longer than `ack_timeout_seconds`). While the bot is not running (the Bot API was unreachable at
+        start) the answer is 503, and Telegram keeps the update and sends it again."""
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, self.secret().encode()):
             log.warning("telegram: webhook refused (%s secret token)", "wrong" if given else "no")
@@ -497,7 +519,12 @@ class TelegramLine:
         if update is None:
             log.warning("telegram: malformed update refused (not an object)")
             return json_response({"error": "malformed update"}, status=400)
+        kept = self.acks.expect(update)
         await application.update_queue.put(update)
+        status = await self.acks.answer(update, kept, self.settings.ack_timeout_seconds)
+        if status != 200:
+            log.error("telegram: update %s not kept in time; Telegram will redeliver it", update.update_id)
+            return json_response({"error": "not kept yet"}, status=status)
         return empty(status=200)
 
 

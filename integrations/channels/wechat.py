@@ -11,7 +11,9 @@ A text message goes through the one switchboard (`base.receive`). WeChat waits 5
 and then tries again, three times in all, so the answer is given in the response (a passive `TextReply`)
 when the switchboard has it within `passive_wait_seconds` (4 s); otherwise the response is `success`
 (WeChat then shows nothing and does not retry) and the answer goes out later through the customer-service
-API, put in the outbox when the switchboard is done (records/deliveries.py). A retry of a message is never
+API, put in the outbox when the switchboard is done (records/deliveries.py). A red message is never left
+without the numbers meanwhile: once it is stored and screened red, the response that cannot wait carries
+the hotline numbers (`red_first`) instead of `success`, and the full answer follows through the API. A retry of a message is never
 processed twice: while it is still being answered here, the retry gets `success` and the answer goes out
 through the API (the first response no longer reaches anyone, or WeChat would not have retried); once it
 was answered, the store's unique key finds it and its stored replies are put in the outbox, once however
@@ -64,6 +66,7 @@ from integrations.content import failsafe_text
 from integrations.switchboard import Reply
 from records import deliveries
 from records.models import Message
+from triage_protocols import screen
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ class WeChatTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     welcome: str
+    red_first: str
 
 
 def wechat_texts() -> WeChatTexts:
@@ -230,8 +234,11 @@ class _Flight:
     """A text message being answered on this gateway. `superseded`: WeChat retried it, so the first
     response reaches nobody and the answer must go out through the API."""
 
-    task: asyncio.Task[base.ChannelAnswer]
     superseded: bool = False
+    level: str | None = None  # the risk level, once the message is stored
+
+    def stored(self, level: str | None) -> None:
+        self.level = level
 
 
 @dataclass
@@ -314,13 +321,17 @@ class WeChatChannel:
         if flight is not None:  # WeChat's retry of a message still being answered here
             flight.superseded = True
             log.info("wechat: retry of message %s while it is answered; the answer goes out later", key)
-            return []
+            return self._while_answering(flight, message.content or "")
+        flight = self.flights[key] = _Flight()
         task = self._keep(
             asyncio.create_task(
-                base.receive(app, ChannelMessage(CHANNEL, message.source, key, message.content or ""))
+                base.receive(
+                    app,
+                    ChannelMessage(CHANNEL, message.source, key, message.content or ""),
+                    on_stored=flight.stored,
+                )
             )
         )
-        flight = self.flights[key] = _Flight(task)
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), self.settings.passive_wait_seconds)
         except TimeoutError:
@@ -336,7 +347,7 @@ class WeChatChannel:
         if answer is None or flight.superseded:
             log.info("wechat: message %s is answered later through the API", key)
             self._hand_over(app, key, message.source, task)
-            return []
+            return self._while_answering(flight, message.content or "")
         self.flights.pop(key, None)
         if answer.outcome is not None and answer.outcome.duplicate:
             # A redelivery of a message answered before: WeChat retries only when it did not get the first
@@ -345,6 +356,15 @@ class WeChatChannel:
             await self._queue(app, answer.outcome.replies)
             return []
         return answer.texts
+
+    @staticmethod
+    def _while_answering(flight: _Flight, words: str) -> list[str]:
+        """What the response says while the answer is still being made: nothing (`success`), except for
+        a red message, whose writer reads the numbers now; the full answer follows through the API. The
+        level is the stored one (screened for the conversation's audience); a store too slow to have
+        kept the message yet is no reason to wait, so the words are screened here meanwhile."""
+        level = flight.level or screen(words).level.value
+        return [wechat_texts().red_first] if level == "red" else []
 
     def _hand_over(self, app: Sanic, key: str, address: str, task: asyncio.Task[base.ChannelAnswer]) -> None:
         self._keep(asyncio.create_task(self._later(app, key, address, task)))

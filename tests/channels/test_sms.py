@@ -372,6 +372,34 @@ async def test_a_delivery_to_a_number_that_stays_opted_out_is_audited(
     assert _sent(stand_in, STUDENT) == []
 
 
+async def test_a_number_twilio_refuses_for_good_fails_at_once_and_is_audited(
+    line: Line, stand_in: StandIn
+) -> None:
+    """Twilio's 21610 (unsubscribed at Twilio) is not retried eight times over an hour: the delivery
+    fails at once, so the console and the audit say so while the counsellor can still act."""
+    await line.staff()
+    await _text(line, RED)
+    stand_in.answer(
+        MESSAGES,
+        (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400}),
+    )
+    await line.counsellor_writes(await _conversation(line), "我在。")
+    await line.deliver()
+    async with line.sessions() as session:
+        failed = await session.scalar(select(AuditEntry).where(AuditEntry.action == "delivery_failed"))
+    assert failed is not None and failed.detail["error"] == "sms:TwilioRefused"
+
+
+async def test_a_passing_twilio_fault_is_retried_not_failed(line: Line, stand_in: StandIn) -> None:
+    await line.staff()
+    await _text(line, RED)
+    stand_in.answer(MESSAGES, (503, {"code": 20500, "message": "test: unavailable", "status": 503}))
+    await line.counsellor_writes(await _conversation(line), "我在。")
+    await line.deliver()
+    async with line.sessions() as session:
+        assert await session.scalar(select(AuditEntry).where(AuditEntry.action == "delivery_failed")) is None
+
+
 async def test_a_red_text_after_stop_is_never_silenced(line: Line) -> None:
     await _staff_paged_by_sms(line)
     await _text(line, "STOP")

@@ -125,6 +125,51 @@ async def test_a_redelivered_update_is_processed_and_answered_once(line: Line, s
     assert await stored_inbound(line) == 1
 
 
+async def test_a_handling_that_fails_before_the_words_are_kept_is_not_acknowledged(
+    line: Line, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telegram forgets an update once it has our 200: a 200 for words that were never kept would lose
+    them. The child still reads the numbers at once, and Telegram's redelivery is kept and answered."""
+    real = base.contacts.conversation_for
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a fault before the store")
+
+    monkeypatch.setattr(base.contacts, "conversation_for", broken)
+    update = tg.text_update(RED)
+    assert (await post(line, update)).status == 503
+    await stand_in.wait_for(tg.SEND)
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, failsafe_text())]
+    assert await stored_inbound(line) == 0
+
+    monkeypatch.setattr(base.contacts, "conversation_for", real)
+    assert (await post(line, update)).status == 200
+    assert await stored_inbound(line) == 1 and len(line.engine.triggered) == 1
+
+
+async def test_words_not_kept_within_the_deadline_get_503_and_are_answered_once(
+    database_url: str, sessions: Sessions, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = telegram_line(database_url, sessions, stand_in, ack_timeout_seconds=0.2)
+    real = base.contacts.conversation_for
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.6)  # a store under load: slower than the webhook may wait
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(base.contacts, "conversation_for", slow)
+    update = tg.text_update("你好")
+    assert (await post(line, update)).status == 503  # Telegram will send it again
+    # the handling went on (the bot stops only when every queued update is handled): kept and answered
+    assert await stored_inbound(line) == 1
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, "你好，我在。")]
+
+    monkeypatch.setattr(base.contacts, "conversation_for", real)
+    assert (await post(line, update)).status == 200  # the redelivery: kept already, not answered again
+    assert len(line.engine.calls) == 1 and await stored_inbound(line) == 1
+    assert len(tg.sent(stand_in)) == 1
+
+
 @pytest.mark.parametrize("media", [tg.photo_update, tg.voice_update, tg.sticker_update])
 async def test_photos_voice_and_stickers_get_the_only_text_reply(
     line: Line, stand_in: StandIn, media: Any

@@ -281,6 +281,43 @@ async def test_an_answer_ready_in_time_after_a_retry_goes_through_the_api(
     assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
 
 
+async def test_a_slow_red_answer_gives_the_numbers_now_and_the_answer_later(
+    make_line: MakeLine, stand_in: StandIn
+) -> None:
+    """The crisis path may take longer than WeChat's five seconds: the child reads the numbers in the
+    response that cannot wait, never `success` and silence."""
+    line = make_line(FakeEngine(trigger_delay=0.6), passive_wait_seconds=0.1)
+    await line.staff()
+    msg_id = wx.new_msg_id()
+    reply = reply_of(await send_text(line, RED, msg_id))
+    assert reply.content == wechat.wechat_texts().red_first
+    assert hotline_list() in reply.content and "12356" in reply.content
+    assert (await stored_inbound(line, msg_id)).risk_level == "red"
+
+    await line.deliver()
+    assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
+
+
+async def test_a_retry_of_a_red_message_still_being_answered_gets_the_numbers(
+    make_line: MakeLine, stand_in: StandIn
+) -> None:
+    """WeChat retried because the first response did not reach it: the retry's response carries them."""
+    line = make_line(FakeEngine(trigger_delay=0.8), passive_wait_seconds=2.0)
+    await line.staff()
+    body = wx.text_xml(RED, wx.new_msg_id())
+
+    async def retry() -> Any:
+        await asyncio.sleep(0.3)
+        return await post(line, body, wx.signed_query())
+
+    first, second = await asyncio.gather(post(line, body, wx.signed_query()), retry())
+    assert reply_of(second).content == wechat.wechat_texts().red_first
+    assert reply_of(first).content == wechat.wechat_texts().red_first  # superseded: the answer goes by API
+    await line.deliver()
+    assert len(line.engine.triggered) == 1
+    assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
+
+
 async def test_an_empty_text_gets_the_empty_text_answer(line: Line) -> None:
     reply = reply_of(await send_text(line, ""))
     assert reply.content == gateway_texts().errors.empty.format(limit=2000, hotline_list=hotline_list())

@@ -14,6 +14,7 @@ class FakeEngine:
     replies: list[BotReply] = field(default_factory=lambda: [BotReply("你好，我在。")])
     down: bool = False
     delay: float = 0.0
+    trigger_delay: float = 0.0  # how long the crisis path takes to answer
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     triggered: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     loop: str | None = None  # the form Rasa is in
@@ -32,6 +33,8 @@ class FakeEngine:
 
     async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]:
         self.triggered.append((sender_id, intent, entities))
+        if self.trigger_delay:
+            await asyncio.sleep(self.trigger_delay)
         if self.down:
             raise EngineUnavailable("test: engine down")
         return list(self.replies)
