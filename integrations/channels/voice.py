@@ -75,6 +75,11 @@ class CallWithCounsellor(RuntimeError):
     """The caller is talking with a counsellor on the phone: nothing is spoken over them."""
 
 
+class CallBeingConnected(RuntimeError):
+    """A counsellor's phone is ringing for the caller: speaking now would end the dial, so the message
+    waits (retried) until the caller is connected or the dial has run out."""
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     sid: str
@@ -406,6 +411,9 @@ class VoiceSender:
             sid = live[0]
             if await calls.list_async(parent_call_sid=sid, status="in-progress", limit=1):
                 raise CallWithCounsellor("the caller is on the phone with a counsellor")
+            for dialling in ("ringing", "queued"):
+                if await calls.list_async(parent_call_sid=sid, status=dialling, limit=1):
+                    raise CallBeingConnected("a counsellor's phone is ringing for the caller")
             speech = Speech(self._settings, self.public_url, self._twilio.voice_number or "")
             response = VoiceResponse()
             # A turn number no gather of this call has used: this moment, in milliseconds.

@@ -582,12 +582,15 @@ async def test_logs_hold_no_phone_number_and_no_words(
 # --- what no webhook waits for: the counsellor's words, pages -------------------------------------------
 
 
-def _live_call(stand_in: StandIn, sid: str | None) -> None:
-    """Twilio's Calls resource: the caller's call in progress (or none), nobody bridged to it."""
+def _live_call(stand_in: StandIn, sid: str | None, ringing: bool = False) -> None:
+    """Twilio's Calls resource: the caller's call in progress (or none), nobody bridged to it (or, with
+    `ringing`, a counsellor's phone ringing for it)."""
 
     def calls(request: Recorded) -> tuple[int, Any]:
         if request.method == "POST":  # a new call (a page)
             return 201, {"sid": new_sid(), "status": "queued"}
+        if ringing and request.query.get("Status") == ["ringing"] and "ParentCallSid" in request.query:
+            return 200, {"calls": [{"sid": new_sid(), "status": "ringing"}], "next_page_uri": None, "page": 0}
         if "ParentCallSid" in request.query or sid is None:
             return 200, {"calls": [], "next_page_uri": None, "page": 0, "page_size": 1}
         return 200, {"calls": [{"sid": sid, "status": "in-progress"}], "next_page_uri": None, "page": 0}
@@ -622,6 +625,22 @@ async def test_a_counsellors_console_message_is_spoken_into_the_live_call(
     assert spoken(answer) == speakable(voice_texts().with_counsellor)
     assert len(line.engine.calls) == 0 and len(line.engine.triggered) == 1
     assert await line.deliver() == 0  # spoken once
+
+
+async def test_a_message_waits_while_a_counsellors_phone_rings_for_the_caller(
+    line: Line, stand_in: StandIn
+) -> None:
+    """Speaking into the call now would replace its <Dial> and stop the ringing: the words are retried."""
+    await staff_phones(line, {})
+    phone = Phone(line)
+    _live_call(stand_in, phone.sid, ringing=True)
+    await phone.say(await phone.choose("1"), RED)
+    await line.counsellor_writes((await conversation_of(line)).id, "我在。")
+    assert stand_in.sent_to(f"{CALLS}/") == []
+    async with line.sessions() as session:
+        item = await session.scalar(select(OutboxItem).where(OutboxItem.kind == "deliver"))
+    assert item is not None and (item.status, item.attempts) == ("pending", 1)
+    assert item.last_error == "voice:CallBeingConnected"
 
 
 async def test_a_message_for_a_caller_who_hung_up_is_not_delivered_and_is_retried(
