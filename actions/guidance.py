@@ -38,7 +38,7 @@ class Guidance(BaseModel):
 
     def messages(self, sections: Sections) -> list[str]:
         """What a parent reads, in order: what is going on, this week, what to avoid, when to get help."""
-        bullets = lambda items: "\n".join(f"{sections.bullet}{item}" for item in items)  # noqa: E731
+        bullets = lambda items: "\n".join(f"{sections.bullet}{item}" for item in items)
         return [
             f"【{self.title}】\n{sections.what_is_happening}{self.what_is_happening}",
             f"{sections.this_week}\n{bullets(self.this_week)}",

@@ -45,7 +45,7 @@ async def record(conversation_id: str, action: str, **detail: Any) -> bool:
         async with sessions()() as session:
             audit.append(session, actor="action_server", action=action, subject=conversation_id, **detail)
             await session.commit()
-    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
+    except Exception:  # the reply to the user must not depend on the store
         log.exception("could not record %s", action)
         return False
     return True
@@ -108,7 +108,7 @@ async def _escalate(request: Escalation, action: str, **detail: Any) -> bool:
             )
             result = await escalate(session, request)
             await session.commit()
-    except Exception:  # noqa: BLE001 - the reply to the user must not depend on the store
+    except Exception:  # the reply to the user must not depend on the store
         log.exception("could not record %s or escalate", action)
         return False
     if result.case_id is not None:

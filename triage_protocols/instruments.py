@@ -73,7 +73,9 @@ def _by_id(spec: Instrument, answers: Answers) -> dict[str, Any]:
     if isinstance(answers, Mapping):
         return {str(k): v for k, v in answers.items() if v is not None}
     if isinstance(answers, (str, bytes)):
-        raise ValueError("answers must be a mapping of item id to answer, or a sequence in item order")
+        raise ValueError(  # noqa: TRY004 - callers treat every bad answer as a ValueError
+            "answers must be a mapping of item id to answer, or a sequence in item order"
+        )
     ids = [q.id for q in spec.items] + ([spec.acuity.id] if isinstance(spec, YesNoScreen) else [])
     if len(answers) > len(ids):
         raise ValueError(f"{spec.id}: {len(answers)} answers for {len(ids)} questions")
@@ -83,7 +85,7 @@ def _by_id(spec: Instrument, answers: Answers) -> dict[str, Any]:
 def _sum_value(spec: SumScore, value: Any, item: str) -> int:
     allowed = {o.value for o in spec.options}
     if isinstance(value, bool):
-        raise ValueError(f"{spec.id}.{item}: {value!r} is not an option")
+        raise ValueError(f"{spec.id}.{item}: {value!r} is not an option")  # noqa: TRY004 - as above
     if isinstance(value, str):
         text = value.strip()
         for option in spec.options:
