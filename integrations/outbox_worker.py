@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from records import outbox
-from records.models import OutboxItem
+from records.models import OutboxItem, OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,11 @@ class OutboxWorker[Sender]:
 
     async def record(
         self, items: Sequence[OutboxItem], results: Sequence[Result], *, failure_action: str
-    ) -> None:
+    ) -> list[OutboxItem]:
         """Records a round in one session: the items sent, and a failed attempt for each of the others
-        (retried with back-off; an error marked PERMANENT fails at once), audited as `failure_action`."""
+        (retried with back-off; an error marked PERMANENT fails at once), audited as `failure_action`.
+        Returns the items that have now failed for good (their last attempt, or a permanent error)."""
+        failed: list[OutboxItem] = []
         async with self._sessions() as session:
             sent = {item.id: via for item, (via, error) in zip(items, results, strict=True) if error is None}
             if sent:
@@ -56,7 +58,7 @@ class OutboxWorker[Sender]:
             for item, (via, error) in zip(items, results, strict=True):
                 if error is not None:
                     final = error.startswith(PERMANENT)
-                    await outbox.mark_failed_attempt(
+                    status = await outbox.mark_failed_attempt(
                         session,
                         item,
                         delivered_via=via,
@@ -64,6 +66,9 @@ class OutboxWorker[Sender]:
                         max_attempts=item.attempts + 1 if final else self._max_attempts,
                         failure_action=failure_action,
                     )
+                    if status == OutboxStatus.FAILED:
+                        failed.append(item)
+        return failed
 
     async def run_forever(self) -> None:
         while True:

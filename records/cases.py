@@ -19,8 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from records import audit, escalation
 from records.escalation import Escalation, EscalationResult
 from records.models import (
+    Assignment,
     Case,
     CaseStatus,
+    Counsellor,
+    CounsellorRole,
     FamilyContact,
     FamilyContactStatus,
     FollowUp,
@@ -42,8 +45,21 @@ _NEXT: dict[str, set[str]] = {
 }
 
 
-MAX_FOLLOW_UP_WHAT = 200  # the column's length
+MAX_FOLLOW_UP_WHAT = 200  # what the console takes
 LEVEL_CHANGE_REASON = "counsellor:level_change"
+# Who may open (and claim) any case; a volunteer, only the cases they are on or hold.
+SEES_EVERY_CASE = frozenset({CounsellorRole.SUPERVISOR, CounsellorRole.ADMIN})
+
+
+async def may_open(session: AsyncSession, counsellor: Counsellor, case: Case) -> bool:
+    """The one rule for who may read and act on a case, wherever they come from (the console, a claim
+    button in the counsellors' group): a supervisor or an admin, the one who claimed it, or its staff."""
+    if counsellor.role in SEES_EVERY_CASE or case.claimed_by == counsellor.id:
+        return True
+    assigned = await session.scalar(
+        select(Assignment.id).where(Assignment.case_id == case.id, Assignment.counsellor_id == counsellor.id)
+    )
+    return assigned is not None
 
 
 class CaseError(ValueError):
@@ -76,9 +92,15 @@ async def open_queue(session: AsyncSession) -> Sequence[Case]:
 
 
 async def claim(
-    session: AsyncSession, case_id: int, counsellor_id: int, *, now: datetime | None = None
+    session: AsyncSession,
+    case_id: int,
+    counsellor_id: int,
+    *,
+    now: datetime | None = None,
+    origin: str | None = None,
 ) -> bool:
-    """One counsellor holds the case; True for the one whose claim won. Stops the watchdog's clock."""
+    """One counsellor holds the case; True for the one whose claim won. Stops the watchdog's clock.
+    `origin` (e.g. "telegram" for the counsellors' group) goes into the audit entry."""
     now = now or utcnow()
     won = await session.execute(
         update(Case)
@@ -94,6 +116,7 @@ async def claim(
             counsellor_id,
             "case_claimed",
             waited_seconds=round((now - case.opened_at).total_seconds()),
+            **({"origin": origin} if origin else {}),
         )
     await session.commit()
     return bool(won.rowcount)

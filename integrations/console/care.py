@@ -30,9 +30,9 @@ from sanic.response import HTTPResponse, json
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from integrations.console.auth import require_counsellor
-from integrations.console.cases import SEES_EVERY_CASE, body_of, case_for, error
+from integrations.console.cases import body_of, case_for, error
 from records import cases
-from records.cases import CHINA_TIME, MAX_FOLLOW_UP_WHAT, CaseError
+from records.cases import CHINA_TIME, MAX_FOLLOW_UP_WHAT, SEES_EVERY_CASE, CaseError
 from records.models import FamilyContactStatus, FollowUp, Referral, ReferralStatus
 from triage_protocols import Level
 from triage_protocols.directory import load_directory

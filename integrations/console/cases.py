@@ -1,6 +1,10 @@
 """The console's case API: the queue, reading a case (audited), taking a conversation over, writing to
 the child, handing back, notes, closing. JSON only; the page that uses it comes with the console UI.
 
+A case's history gives, for each message pushed to the child's own channel, whether it reached the channel
+(`delivery`: pending with the attempts so far, sent, or failed with an error code; None for a message
+never pushed), so a counsellor knows at once when the child did not get their words.
+
 Who may do what: every signed-in counsellor sees the queue (levels, waiting times, ids; no words); a
 volunteer opens, takes over and writes notes only on cases they are assigned to or hold; supervisors
 and admins on every case. Every read of a case is written to the audit log.
@@ -21,15 +25,15 @@ from integrations.console.auth import require_counsellor
 from integrations.console.content import console_texts
 from integrations.engine_client import EngineUnavailable
 from integrations.inbound import InvalidMessage, clean_text
-from records import audit, cases, handoff
-from records.cases import CaseError
+from records import audit, cases, deliveries, handoff
+from records.cases import SEES_EVERY_CASE, CaseError
 from records.models import (
     Assignment,
     AuditEntry,
     Case,
     Conversation,
     Counsellor,
-    CounsellorRole,
+    Direction,
     FamilyContact,
     FollowUp,
     Message,
@@ -42,7 +46,6 @@ log = logging.getLogger(__name__)
 
 console_cases = Blueprint("console_cases", url_prefix="/console/api")
 
-SEES_EVERY_CASE = frozenset({CounsellorRole.SUPERVISOR, CounsellorRole.ADMIN})
 MAX_OUTCOME_LENGTH = 64
 LEVEL_CHANGES = ("level_raised", "level_lowered")  # audit actions whose note_id names a reason's note
 
@@ -52,21 +55,12 @@ def error(code: str, status: int) -> HTTPResponse:
     return json({"error": code}, status=status)
 
 
-async def _may_open(session: AsyncSession, counsellor: Counsellor, case: Case) -> bool:
-    if counsellor.role in SEES_EVERY_CASE or case.claimed_by == counsellor.id:
-        return True
-    assigned = await session.scalar(
-        select(Assignment.id).where(Assignment.case_id == case.id, Assignment.counsellor_id == counsellor.id)
-    )
-    return assigned is not None
-
-
 async def case_for(request: Request, session: AsyncSession, case_id: int) -> Case | HTTPResponse:
     """The case, when the signed-in counsellor may open it; else the answer to send (404 or 403)."""
     case = await session.get(Case, case_id)
     if case is None:
         return error("no_case", 404)
-    if not await _may_open(session, request.ctx.counsellor, case):
+    if not await cases.may_open(session, request.ctx.counsellor, case):
         return error("forbidden", 403)
     return case
 
@@ -131,6 +125,9 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
             return list(await session.scalars(select(model).where(*where).order_by(model.id)))
 
         history = await rows(Message, Message.conversation_id == case.conversation_id)
+        delivered = await deliveries.delivery_states(
+            session, [m.id for m in history if m.direction == Direction.OUTBOUND]
+        )
         notes = await rows(Note, Note.case_id == case.id)
         staff = await rows(Assignment, Assignment.case_id == case.id)
         family = await rows(FamilyContact, FamilyContact.case_id == case.id)
@@ -188,6 +185,7 @@ async def read_case(request: Request, case_id: int) -> HTTPResponse:
                     "text": m.text,
                     "level": m.risk_level,
                     "at": m.created_at.isoformat() if m.created_at else None,
+                    "delivery": delivered[m.id].as_json() if m.id in delivered else None,
                 }
                 for m in history
             ],
@@ -356,6 +354,13 @@ async def close_case(request: Request, case_id: int) -> HTTPResponse:
 @require_counsellor()
 async def quick_replies(_: Request) -> HTTPResponse:
     return json({"quick_replies": list(console_texts().quick_replies)})
+
+
+@console_cases.get("/texts")
+@require_counsellor()
+async def page_texts(_: Request) -> HTTPResponse:
+    """The words the page shows of delivery states and reassignments (data/content/console.yml)."""
+    return json(console_texts().for_page())
 
 
 async def _engine_call(request: Request, what: str, conversation_id: str) -> None:

@@ -1,5 +1,8 @@
 """The console's live feed: a websocket that tells a signed-in counsellor, as it happens, about pages for
-them (every page, for a supervisor or an admin) and about messages in a conversation they hold.
+them (every page, for a supervisor or an admin), about messages in a conversation they hold, about a
+message to a child that failed for good (to whoever holds the conversation, wrote the message or follows
+the case, and to every supervisor and admin, as pages go), and about being taken off a case by a
+reassignment (to the one who left).
 
 Events carry ids and codes only; the page fetches the case to show words. The feed is a convenience over
 the queue's polling, never the only way a counsellor hears of a case: pages also go through the outbox.
@@ -16,7 +19,8 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from sqlalchemy import select
 
 from integrations.console.auth import signed_in_counsellor
-from integrations.paging.senders import ChatEvent, Page
+from integrations.paging.senders import Event, Page, ReassignedAway
+from records.deliveries import FailedDelivery
 from records.models import Case, CaseStatus, Counsellor, CounsellorRole
 
 log = logging.getLogger(__name__)
@@ -27,12 +31,28 @@ SEES_EVERY_PAGE = frozenset({CounsellorRole.SUPERVISOR, CounsellorRole.ADMIN})
 UNAUTHORISED = 4401  # a websocket close code in the range applications may use
 
 
-def event_for(counsellor: Counsellor, event: Page | ChatEvent) -> dict[str, Any] | None:
+def event_for(counsellor: Counsellor, event: Event) -> dict[str, Any] | None:
     """What this counsellor is told of an event, or None when it is not theirs."""
     if isinstance(event, Page):
         if event.counsellor_id != counsellor.id and counsellor.role not in SEES_EVERY_PAGE:
             return None
         return {"kind": "page", "case_id": event.case_id, "level": event.level, "reason": event.reason}
+    if isinstance(event, FailedDelivery):
+        if counsellor.id not in event.counsellor_ids and counsellor.role not in SEES_EVERY_PAGE:
+            return None
+        return {
+            "kind": "delivery_failed",  # case and message ids: the console never sees conversation ids
+            "message_id": event.message_id,
+            "case_id": event.case_id,
+        }
+    if isinstance(event, ReassignedAway):
+        if event.counsellor_id != counsellor.id:
+            return None
+        return {
+            "kind": "case_reassigned_away",
+            "case_id": event.case_id,
+            "counsellor_id": event.to_counsellor_id,
+        }
     if event.counsellor_id != counsellor.id:
         return None
     return {

@@ -8,7 +8,9 @@ and reassigning one role of a case. Supervisors and admins only (a volunteer get
 Errors are JSON codes: 400 bad_request or bad_role, 404 no_case, 403 forbidden, 409 for a case or counsellor that does
 not allow it (closed, no_counsellor, already_in_role, already_on_case, conflict). A reassignment pages
 the new counsellor through the outbox; the dispatcher is woken so the page, and with it the consoles'
-live feed, goes out at once. The bot is never resumed here: a held conversation stays held.
+live feed, goes out at once. The counsellor who left the role hears of it on the live feed
+(`case_reassigned_away`, ids only), so their open case view says the case is someone else's now. The bot
+is never resumed here: a held conversation stays held.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from integrations.console.auth import require_counsellor
+from integrations.paging.senders import ReassignedAway
 from records import reports, supervision
 from records.cases import CaseError
 from records.models import AssignmentRole, CounsellorRole, utcnow
@@ -97,6 +100,10 @@ async def reassign(request: Request, case_id: int) -> HTTPResponse:
             return _error(code, STATUS_OF.get(code, 409))
     if done.paged:
         request.app.ctx.dispatcher.wake()
+    if done.from_counsellor_id is not None:
+        request.app.ctx.alerts.reassigned_away(
+            ReassignedAway(done.case_id, done.from_counsellor_id, done.to_counsellor_id)
+        )
     log.info("case %s: %s reassigned to counsellor %s", done.case_id, done.role, done.to_counsellor_id)
     return json(
         {

@@ -2,7 +2,9 @@
 picks one besides the console, which every page goes to.
 
 `log` writes one line with ids and codes (the default until SMS and Telegram senders are configured).
-`console` keeps the newest pages in memory and wakes whoever listens (the console's live queue).
+`console` keeps the newest pages in memory and wakes whoever listens (the console's live queue); it also
+carries the console's other live events: a child's message for the holder, a message to a child that
+failed for good, a counsellor taken off a case.
 SMS and Telegram senders are added by the channel work; an unknown channel is recorded, not retried.
 """
 
@@ -13,6 +15,8 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from records.deliveries import FailedDelivery
 
 if TYPE_CHECKING:
     from records.escalation import EscalationResult
@@ -41,6 +45,20 @@ class ChatEvent:
     level: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReassignedAway:
+    """A supervisor moved `counsellor_id`'s role on a case to `to_counsellor_id`: ids only."""
+
+    case_id: int
+    counsellor_id: int
+    to_counsellor_id: int
+
+
+# What the hub publishes to its listeners. A FailedDelivery (records/deliveries.py) is a message to a
+# child that failed for good.
+Event = Page | ChatEvent | FailedDelivery | ReassignedAway
+
+
 class PageSender(Protocol):
     name: str
 
@@ -67,15 +85,18 @@ def _key(page: Page) -> tuple[object, ...]:
 
 
 class ConsoleAlerts:
-    """The console's live feed: pages, and messages for a counsellor who holds a conversation. Keeps the
-    newest of each and a queue per listener (a websocket, a test)."""
+    """The console's live feed: pages, messages for a counsellor who holds a conversation, messages to a
+    child that failed for good, and counsellors taken off a case. Keeps the newest of each and a queue per
+    listener (a websocket, a test)."""
 
     name = "console"
 
     def __init__(self, keep: int = 500) -> None:
         self.recent: deque[Page] = deque(maxlen=keep)
         self.chat: deque[ChatEvent] = deque(maxlen=keep)
-        self._listeners: set[asyncio.Queue[Page | ChatEvent]] = set()
+        self.failed: deque[FailedDelivery] = deque(maxlen=keep)
+        self.reassigned: deque[ReassignedAway] = deque(maxlen=keep)
+        self._listeners: set[asyncio.Queue[Event]] = set()
         self._announced: deque[tuple[object, ...]] = deque(maxlen=keep)
 
     def announce(self, case: EscalationResult) -> None:
@@ -98,14 +119,23 @@ class ConsoleAlerts:
         self.chat.append(event)
         self._publish(event)
 
-    def _publish(self, event: Page | ChatEvent) -> None:
+    def delivery_failed(self, failure: FailedDelivery) -> None:
+        """The delivery dispatcher's `on_failed`: a message to a child failed for good."""
+        self.failed.append(failure)
+        self._publish(failure)
+
+    def reassigned_away(self, change: ReassignedAway) -> None:
+        self.reassigned.append(change)
+        self._publish(change)
+
+    def _publish(self, event: Event) -> None:
         for queue in list(self._listeners):
             queue.put_nowait(event)
 
-    def listen(self) -> asyncio.Queue[Page | ChatEvent]:
-        queue: asyncio.Queue[Page | ChatEvent] = asyncio.Queue()
+    def listen(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listeners.add(queue)
         return queue
 
-    def stop_listening(self, queue: asyncio.Queue[Page | ChatEvent]) -> None:
+    def stop_listening(self, queue: asyncio.Queue[Event]) -> None:
         self._listeners.discard(queue)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from records import crypto
-from records.models import AuditEntry, Case, CaseStatus, Conversation, new_id
+from records import contacts, crypto, deliveries
+from records.models import AuditEntry, Author, Case, CaseStatus, Conversation, Direction, Message, new_id
 from triage_protocols.directory import Entry
 
 SCHOOL_ROOM = Entry(
@@ -76,3 +76,33 @@ async def write_case(
     session.add(case)
     await session.flush()
     return case
+
+
+async def sms_conversation(sessions: async_sessionmaker[AsyncSession], address: str) -> str:
+    """The conversation of one SMS sender (made on first use), as a channel finds it."""
+    async with sessions() as session:
+        return (await contacts.conversation_for(session, "sms", address)).id
+
+
+async def push_counsellor_words(
+    sessions: async_sessionmaker[AsyncSession],
+    conversation_id: str,
+    text: str,
+    counsellor_id: int | None = None,
+) -> int:
+    """A counsellor's message to an SMS user, queued for the delivery dispatcher (once); its id."""
+    async with sessions() as session:
+        message = Message(
+            conversation_id=conversation_id,
+            direction=Direction.OUTBOUND,
+            author=Author.COUNSELLOR,
+            channel="sms",
+            text=text,
+            payload={"counsellor_id": counsellor_id},
+        )
+        session.add(message)
+        await session.flush()
+        assert await deliveries.push(session, message)
+        assert not await deliveries.push(session, message)  # once per message
+        await session.commit()
+        return message.id

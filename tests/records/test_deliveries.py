@@ -8,32 +8,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from records import contacts, deliveries, messages, outbox, paging
+from records import deliveries, messages, outbox, paging
 from records.deliveries import DELIVER
 from records.models import Author, Direction, Message, OutboxItem
 from tests.records.conftest import Sessions, Staff, open_case
-
-
-async def _conversation(sessions: Sessions, address: str) -> str:
-    async with sessions() as session:
-        return (await contacts.conversation_for(session, "sms", address)).id
-
-
-async def _push(sessions: Sessions, conversation_id: str, text: str) -> int:
-    async with sessions() as session:
-        message = Message(
-            conversation_id=conversation_id,
-            direction=Direction.OUTBOUND,
-            author=Author.COUNSELLOR,
-            channel="sms",
-            text=text,
-        )
-        session.add(message)
-        await session.flush()
-        assert await deliveries.push(session, message)
-        assert not await deliveries.push(session, message)  # once per message
-        await session.commit()
-        return message.id
+from tests.records.support import push_counsellor_words, sms_conversation
 
 
 async def _lease(sessions: Sessions, at: datetime) -> list[int]:
@@ -43,9 +22,9 @@ async def _lease(sessions: Sessions, at: datetime) -> list[int]:
 
 
 async def test_one_sender_makes_one_conversation_with_its_contact(sessions: Sessions) -> None:
-    first = await _conversation(sessions, "+8613800138000")
-    assert await _conversation(sessions, "+8613800138000") == first
-    assert await _conversation(sessions, "+8613900139000") != first
+    first = await sms_conversation(sessions, "+8613800138000")
+    assert await sms_conversation(sessions, "+8613800138000") == first
+    assert await sms_conversation(sessions, "+8613900139000") != first
 
 
 async def test_a_web_chat_conversation_is_never_pushed_to(sessions: Sessions) -> None:
@@ -66,10 +45,13 @@ async def test_a_web_chat_conversation_is_never_pushed_to(sessions: Sessions) ->
 async def test_a_users_messages_are_handed_out_one_at_a_time_in_order(
     sessions: Sessions, now: datetime
 ) -> None:
-    one = await _conversation(sessions, "+8613800138000")
-    other = await _conversation(sessions, "+8613900139000")
-    first, second = await _push(sessions, one, "第一句"), await _push(sessions, one, "第二句")
-    elsewhere = await _push(sessions, other, "别人的")
+    one = await sms_conversation(sessions, "+8613800138000")
+    other = await sms_conversation(sessions, "+8613900139000")
+    first, second = (
+        await push_counsellor_words(sessions, one, "第一句"),
+        await push_counsellor_words(sessions, one, "第二句"),
+    )
+    elsewhere = await push_counsellor_words(sessions, other, "别人的")
     later = now + timedelta(minutes=1)  # every push is due by then
     assert await _lease(sessions, later) == [first, elsewhere]  # the second waits behind the first
     assert await _lease(sessions, later) == []  # … also while the first is being sent
@@ -97,8 +79,8 @@ async def test_deliveries_and_pages_do_not_wait_for_each_other(
     sessions: Sessions, staff: Staff, now: datetime
 ) -> None:
     _, case_id = await open_case(sessions, "orange", now=now)
-    conversation = await _conversation(sessions, "+8613800138000")
-    pushed = await _push(sessions, conversation, "你好")
+    conversation = await sms_conversation(sessions, "+8613800138000")
+    pushed = await push_counsellor_words(sessions, conversation, "你好")
     later = now + timedelta(minutes=1)
     async with sessions() as session:
         pages = await outbox.lease(session, now=later)

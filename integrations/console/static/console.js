@@ -1,6 +1,7 @@
 // 心桥 counsellor console: sign-in, the queue, one case at a time, the red alert.
 // No framework, no build step. Every word a counsellor reads is in this file or in index.html; the
-// care plan's words (level, referrals, family, follow-ups, school) are in index.html only, read by word().
+// care plan's words (level, referrals, family, follow-ups, school) are in index.html only, read by word();
+// the words of delivery states and reassignments come from data/content/console.yml (GET texts), read by said().
 // The live feed (/console/ws) is used while it is connected; without it the page polls the queue every
 // 3 s and the open case every 2 s, so it works with polling alone.
 "use strict";
@@ -19,6 +20,7 @@
     note: ["POST", "/console/api/cases/{id}/notes"],
     close: ["POST", "/console/api/cases/{id}/close"],
     quickReplies: ["GET", "/console/api/quick-replies"],
+    texts: ["GET", "/console/api/texts"],
     directory: ["GET", "/console/api/directory"],
     level: ["POST", "/console/api/cases/{id}/level"],
     refer: ["POST", "/console/api/cases/{id}/referrals"],
@@ -159,13 +161,39 @@
   }
   const pageTitle = document.title;
 
+  // The words of delivery states and reassignments, from the content file: {delivery: {...}, reassigned: {...}}.
+  // Loaded at sign-in; a page that could not load them asks again at its next read of a case.
+  let contentTexts = null;
+
+  function said(path, values) {
+    let node = contentTexts;
+    for (const part of path.split(".")) node = node && typeof node === "object" ? node[part] : undefined;
+    let text = typeof node === "string" ? node : "";
+    for (const [name, value] of Object.entries(values || {})) text = text.split(`{${name}}`).join(String(value));
+    return text;
+  }
+
+  async function loadTexts() {
+    try {
+      const data = await call("texts");
+      if (data && typeof data === "object") contentTexts = data;
+    } catch (err) {
+      /* asked again with the next read of a case */
+    }
+    return contentTexts !== null;
+  }
+
   // ---- state -------------------------------------------------------------------------------------
 
   let me = null;             // {id, handle, display_name, role}
   let clockOffset = 0;       // server time minus this computer's, from the Date header
 
-  const queueState = { cases: [], fetchedAt: 0, levels: new Map(), first: true, unread: new Set() };
+  // unread: cases with a message from the child; undelivered: cases with a message to the child that failed.
+  const queueState = {
+    cases: [], fetchedAt: 0, levels: new Map(), first: true, unread: new Set(), undelivered: new Set(),
+  };
   const caseState = { id: null, data: null, shown: new Set(), generation: 0, errorFromLoad: false };
+  const reassignedAway = new Map();  // case id -> the counsellor it went to (null: not known), from the feed
   const alerts = new Set();  // red case ids not yet acknowledged
   const feed = { ws: null, live: false, retryMs: 1000, timer: null };
   let queueTimer = null;
@@ -294,6 +322,7 @@
     queueState.first = true;
     queueState.levels.clear();
     showLive();
+    loadTexts();
     loadQuickReplies();
     loadDirectory();
     refreshQueue();
@@ -323,6 +352,8 @@
     closeCase();
     queueState.cases = [];
     queueState.unread.clear();
+    queueState.undelivered.clear();
+    reassignedAway.clear();
     ui.queue.replaceChildren();
     ui.quickReplies.replaceChildren();
     ui.referralEntry.replaceChildren(ui.referralEntry.options[0]);
@@ -434,6 +465,7 @@
           el("span", { className: "queue-case" }),
           el("span", { className: "mine", text: TEXT.assignedToMe }),
           el("span", { className: "unread", text: TEXT.newMessage }),
+          el("span", { className: "undelivered-tag" }),
         ]),
         el("span", { className: "holder" }),
         el("span", { className: "queue-row queue-times" }, [
@@ -450,6 +482,9 @@
     item.querySelector(".queue-case").textContent = TEXT.caseTitle(c.id);
     show(item.querySelector(".mine"), Boolean(c.assigned_to_me));
     show(item.querySelector(".unread"), queueState.unread.has(c.id));
+    const undelivered = item.querySelector(".undelivered-tag");
+    undelivered.textContent = said("delivery.queue_tag");
+    show(undelivered, queueState.undelivered.has(c.id));
     item.querySelector(".holder").textContent = holderText(c);
     return item;
   }
@@ -634,6 +669,22 @@
         queueState.unread.add(caseId);
         renderQueue();
       }
+    } else if (event.kind === "delivery_failed") {
+      // The open case shows the failed message at once; any other case is marked in the queue.
+      if (caseId !== null && caseId === caseState.id) {
+        refreshCase();
+      } else if (caseId !== null) {
+        queueState.undelivered.add(caseId);
+        renderQueue();
+      }
+    } else if (event.kind === "case_reassigned_away") {
+      if (caseId !== null) {
+        reassignedAway.set(caseId, Number.isInteger(event.counsellor_id) ? event.counsellor_id : null);
+        if (caseId === caseState.id) showReassignedAway();  // which reads the queue again
+        else refreshQueue();
+      } else {
+        refreshQueue();
+      }
     }
   }
 
@@ -644,11 +695,20 @@
     return Boolean(me && data && data.case.held_by === me.id && data.case.status !== "closed");
   }
 
+  function deliveryPending() {
+    const messages = (caseState.data && caseState.data.messages) || [];
+    return messages.some((m) => m.delivery && m.delivery.state === "pending");
+  }
+
   function scheduleCase(ms) {
     clearTimeout(caseTimer);
     if (!me || caseState.id === null) return;
     let wait = ms;
-    if (wait === undefined) wait = feed.live && holdsOpenCase() ? LIVE_CASE_POLL_MS : CASE_POLL_MS;
+    if (wait === undefined) {
+      // The feed tells of a failure, not of a message that went out: while one is on its way, read often.
+      const slow = feed.live && holdsOpenCase() && !deliveryPending();
+      wait = slow ? LIVE_CASE_POLL_MS : CASE_POLL_MS;
+    }
     caseTimer = setTimeout(refreshCase, wait);
   }
 
@@ -667,13 +727,52 @@
       show(ui.closePanel, false);
       show(ui.caseBody, false);
       say(ui.caseDone, "");
+      say(reassignedNotice, "");
       history.replaceState(null, "", `#case-${id}`);
     }
     caseError("");
     show(ui.casePlaceholder, false);
     queueState.unread.delete(id);
+    queueState.undelivered.delete(id);
     renderQueue();
     refreshCase();
+  }
+
+  function seesEveryCase() { return Boolean(me && (me.role === "supervisor" || me.role === "admin")); }
+
+  // Where the page says that a supervisor gave this counsellor's role on the open case to someone else.
+  const reassignedNotice = el("p", { id: "case-reassigned", className: "notice" });
+  reassignedNotice.setAttribute("role", "status");
+  reassignedNotice.hidden = true;
+  ui.caseError.before(reassignedNotice);
+
+  function reassignedText(to) {
+    return to === null || to === undefined ? said("reassigned.away_unknown") : said("reassigned.away", { who: who(to) });
+  }
+
+  // A supervisor or an admin still reads the case (and sees its new staff); anyone else may not: the case
+  // is put away, with the notice instead of a refusal.
+  async function showReassignedAway() {
+    const id = caseState.id;
+    if (id === null) return;
+    if (contentTexts === null) await loadTexts();
+    if (id !== caseState.id) return;
+    const to = reassignedAway.get(id);
+    say(reassignedNotice, reassignedText(to));
+    if (seesEveryCase()) {
+      reassignedAway.delete(id);  // told once; the notice stays while the case is open
+      refreshCase();
+    } else {
+      clearTimeout(caseTimer);
+      caseState.generation += 1;  // a read on its way is dropped
+      caseState.data = null;
+      show(ui.caseBody, false);
+      caseError("");
+    }
+    // The queue's answer names whoever holds the case now: the notice then says who, not a number.
+    const shown = reassignedNotice.textContent;
+    await refreshQueue();
+    if (id === caseState.id && reassignedNotice.textContent === shown) say(reassignedNotice, reassignedText(to));
   }
 
   function caseError(text, fromLoad) {
@@ -691,6 +790,7 @@
     show(ui.caseBody, false);
     show(ui.casePlaceholder, true);
     caseError("");
+    say(reassignedNotice, "");
   }
 
   const refreshCase = coalesced(async () => {
@@ -698,15 +798,26 @@
     const generation = caseState.generation;
     if (!me || id === null) return;
     clearTimeout(caseTimer);
+    if (contentTexts === null) await loadTexts();
     try {
       const data = await call("readCase", id);
       if (generation !== caseState.generation) return;
       caseState.data = data;
       learnNames(data);
+      if (reassignedAway.has(id) && !seesEveryCase()) {
+        reassignedAway.delete(id);  // readable again: the case was given back to this counsellor
+        say(reassignedNotice, "");
+      }
       if (caseState.errorFromLoad) caseError("");  // an action's error stays until the next action
       renderCase(data);
     } catch (err) {
       if (generation !== caseState.generation) return;
+      if (err.code === "forbidden" && (caseState.data || reassignedAway.has(id))) {
+        // Readable until now: a supervisor gave this counsellor's role to someone else.
+        if (!reassignedAway.has(id)) reassignedAway.set(id, null);
+        showReassignedAway();
+        return;
+      }
       if (err.code === "forbidden" || err.code === "no_case") {
         caseState.data = null;
         show(ui.caseBody, false);
@@ -770,7 +881,40 @@
       list.appendChild(item);
       added = true;
     }
+    for (const m of messages) renderDelivery(m);
     if (added && atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  // Under a message pushed to the child's own channel: quiet while on its way, a small tick once sent,
+  // red with what to do when it failed for good. Rebuilt only when the state changes.
+  function renderDelivery(m) {
+    const item = document.getElementById(`history-item-${m.id}`);
+    if (!item) return;
+    const d = m.delivery && typeof m.delivery === "object" ? m.delivery : null;
+    const state = d && ["pending", "sent", "failed"].includes(d.state) ? d.state : null;
+    const attempts = d && Number.isInteger(d.attempts) ? d.attempts : 0;
+    const signature = state ? `${state}:${attempts}:${contentTexts !== null}` : "";
+    if (item.dataset.delivery === signature) return;
+    item.dataset.delivery = signature;
+    const old = item.querySelector(".delivery");
+    if (old) old.remove();
+    item.classList.toggle("undelivered", state === "failed");
+    if (!state) return;
+    let mark;
+    if (state === "failed") {
+      mark = el("div", { id: `delivery-${m.id}`, className: "delivery delivery-failed", title: d.error || "" }, [
+        el("strong", { text: said("delivery.failed") }),
+        el("div", { className: "delivery-hint", text: said("delivery.failed_hint") }),
+      ]);
+      mark.setAttribute("role", "alert");
+    } else if (state === "pending") {
+      const text = attempts > 0 ? said("delivery.retrying", { attempts }) : said("delivery.pending");
+      mark = el("div", { id: `delivery-${m.id}`, className: "delivery delivery-pending", text });
+    } else {
+      mark = el("div", { id: `delivery-${m.id}`, className: "delivery delivery-sent", text: said("delivery.sent") });
+    }
+    mark.dataset.state = state;
+    item.appendChild(mark);
   }
 
   function renderFacts(c) {
