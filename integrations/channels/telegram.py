@@ -8,7 +8,8 @@ switchboard (`base.receive`) and send the replies with the Bot API. For a develo
 polling mode instead (XINQIAO_TELEGRAM_MODE=polling): no public address, no webhook.
 
 What the channel decides:
-- Only private chats are a student's or parent's conversation; anything from a group is ignored.
+- Only private chats are a student's or parent's conversation; anything from a group is ignored, but for a
+  press on a claim button in the counsellors' group, which is a claim, never words (telegram_group.py).
 - Photos, voice, stickers, files: the only-text reply, and the media are neither stored nor fetched. Words
   written under a photo (its caption) are read like any message, then the only-text reply follows.
 - An edited message is treated as a new message: words added in an edit ("……今晚就吃药") are screened
@@ -57,6 +58,7 @@ from telegram.ext import (
 from integrations.channels import base
 from integrations.channels.base import ChannelAnswer, ChannelMessage, ChannelPlugin
 from integrations.channels.telegram_acks import Acknowledgements
+from integrations.channels.telegram_group import CounsellorGroup, GroupTexts
 from integrations.content import failsafe_text
 from integrations.paging.senders import Page
 from records import deliveries
@@ -99,6 +101,11 @@ class TelegramSettings(BaseSettings):
     # How long the webhook waits for an update's words to be stored before answering 503 (Telegram then
     # sends it again). One chat's updates are handled in order, so this covers the one before it too.
     ack_timeout_seconds: float = 20.0
+    # The counsellors' group chat (its id; a group's is negative): orange and red cases are posted there
+    # with a 认领 (claim) button (telegram_group.py). Off when unset. The bot must be in the group.
+    counsellor_group: int | None = None
+    # How often each gateway looks for a case event to post to the group.
+    counsellor_group_interval_seconds: float = 2.0
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> TelegramSettings:
@@ -142,6 +149,7 @@ class TelegramTexts(BaseModel):
     welcome: str
     your_chat_id: str
     page: PageTexts
+    counsellor_group: GroupTexts
 
 
 @cache
@@ -401,6 +409,16 @@ class TelegramLine:
         self.gateway: Sanic | None = None
         self.acks = Acknowledgements()
         self._opening: asyncio.Task[None] | None = None
+        self.group = (
+            None
+            if settings.counsellor_group is None
+            else CounsellorGroup(
+                self,
+                settings.counsellor_group,
+                telegram_texts,
+                interval_seconds=settings.counsellor_group_interval_seconds,
+            )
+        )
 
     @property
     def polling(self) -> bool:
@@ -424,6 +442,8 @@ class TelegramLine:
         application.add_handler(CommandHandler("myid", on_my_id, filters=new_private))
         application.add_handler(MessageHandler(filters.UpdateType.MESSAGES & PRIVATE & WORDS, on_words))
         application.add_handler(MessageHandler(new_private & ~WORDS & ~filters.StatusUpdate.ALL, on_media))
+        if self.group is not None:  # a claim button in the counsellors' group, before a child's buttons
+            application.add_handler(self.group.handler())
         application.add_handler(CallbackQueryHandler(on_button))
         application.add_error_handler(on_error)
         return application
@@ -431,6 +451,8 @@ class TelegramLine:
     async def start(self, gateway: Sanic) -> None:
         self.gateway = gateway
         self.application = self.build(gateway)
+        if self.group is not None:
+            self.group.start(gateway)
         try:
             await self._open(self.application)
         except NetworkError as failure:  # Telegram unreachable: the rest of the gateway starts regardless
@@ -461,6 +483,8 @@ class TelegramLine:
                 log.error("telegram: Bot API still unreachable (%s)", type(failure).__name__)
 
     async def stop(self, _: Sanic) -> None:
+        if self.group is not None:
+            await self.group.stop()
         if self._opening is not None:
             self._opening.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -592,7 +616,7 @@ def telegram_plugin(settings: TelegramSettings) -> ChannelPlugin:
         page_sender=TelegramPager(line),
         start=line.start,
         stop=line.stop,
-        extra={"line": line},
+        extra={"line": line, "group": line.group},
     )
 
 
