@@ -627,35 +627,30 @@ async def test_a_counsellors_console_message_is_spoken_into_the_live_call(
     assert await line.deliver() == 0  # spoken once
 
 
-async def test_a_message_waits_while_a_counsellors_phone_rings_for_the_caller(
-    line: Line, stand_in: StandIn
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ("hung_up", "voice:CallNotLive"),
+        # speaking now would replace the call's <Dial> and stop the ringing
+        ("ringing_for_a_counsellor", "voice:CallBeingConnected"),
+    ],
+)
+async def test_a_message_that_cannot_be_spoken_now_is_not_delivered_and_is_retried(
+    line: Line, stand_in: StandIn, call: str, error: str
 ) -> None:
-    """Speaking into the call now would replace its <Dial> and stop the ringing: the words are retried."""
     await staff_phones(line, {})
     phone = Phone(line)
-    _live_call(stand_in, phone.sid, ringing=True)
+    if call == "hung_up":
+        _live_call(stand_in, None)
+    else:
+        _live_call(stand_in, phone.sid, ringing=True)
     await phone.say(await phone.choose("1"), RED)
     await line.counsellor_writes((await conversation_of(line)).id, "我在。")
     assert stand_in.sent_to(f"{CALLS}/") == []
     async with line.sessions() as session:
         item = await session.scalar(select(OutboxItem).where(OutboxItem.kind == "deliver"))
     assert item is not None and (item.status, item.attempts) == ("pending", 1)
-    assert item.last_error == "voice:CallBeingConnected"
-
-
-async def test_a_message_for_a_caller_who_hung_up_is_not_delivered_and_is_retried(
-    line: Line, stand_in: StandIn
-) -> None:
-    await staff_phones(line, {})
-    _live_call(stand_in, None)
-    phone = Phone(line)
-    await phone.say(await phone.choose("1"), RED)
-    await line.counsellor_writes((await conversation_of(line)).id, "我在。")
-    assert stand_in.sent_to(f"{CALLS}/") == []
-    async with line.sessions() as session:
-        item = await session.scalar(select(OutboxItem).where(OutboxItem.kind == "deliver"))
-    assert item is not None and (item.status, item.attempts) == ("pending", 1)
-    assert item.last_error == "voice:CallNotLive"
+    assert item.last_error == error
 
 
 async def test_a_counsellor_paged_by_phone_gets_a_call_that_says_the_case(
