@@ -25,7 +25,7 @@ from records.db import with_session
 from records.migrate import upgrade
 from records.models import CounsellorRole
 from records.roster import add_counsellor, put_on_call
-from tests.e2e.browser import PASSWORD, Pages, artifacts_folder, chromium, pages_for, require_browser, sign_in
+from tests.e2e.browser import PASSWORD, Pages, artifacts_folder, pages_for, sign_in
 from tests.support import require_trained_model
 
 pytestmark = pytest.mark.engine
@@ -34,11 +34,6 @@ ON_SHIFT = ["v1", "v2", "v3"]  # three volunteers: every red case is staffed 三
 OUTSIDER = "v4"  # a volunteer with a password and no shift: assigned to nothing
 RED = "药我已经准备好了，今晚就全吃下去"
 FORBIDDEN = "你没有查看这个个案的权限"
-
-
-@pytest.fixture(scope="module")
-def playwright_api() -> Any:
-    return require_browser()  # before the stack: no engine started for a test that cannot run
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +54,6 @@ def stack(playwright_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
     asyncio.run(with_session(config.database_url, staff))
     with running(config, timeout=300) as started:
         yield started
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_api: Any) -> Iterator[Any]:
-    with chromium(playwright_api) as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from records.db import with_session
 from records.escalation import Escalation
 from records.migrate import upgrade
 from records.models import Assignment, CaseStatus, FollowUp, utcnow
-from tests.e2e.browser import PASSWORD, Pages, artifacts_folder, chromium, pages_for, require_browser, sign_in
+from tests.e2e.browser import PASSWORD, Pages, artifacts_folder, pages_for, sign_in
 from tests.records.support import write_case
 from tests.support import ROOT
 
@@ -113,11 +113,6 @@ async def _fill(session: AsyncSession, line: Line) -> None:
 
 
 @pytest.fixture(scope="module")
-def playwright_api() -> Any:
-    return require_browser()
-
-
-@pytest.fixture(scope="module")
 def line(playwright_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
     folder = tmp_path_factory.mktemp("supervisor")
     found = Line(url=f"sqlite+aiosqlite:///{folder / 'xinqiao.db'}")
@@ -156,12 +151,6 @@ def line(playwright_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         except subprocess.TimeoutExpired:
             gateway.kill()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(playwright_api: Any) -> Iterator[Any]:
-    with chromium(playwright_api) as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")
