@@ -21,6 +21,8 @@ class ErrorTexts(BaseModel):
     bad_request: str
     bad_session: str
     store_down: str
+    session_down: str
+    rate_limited: str
 
 
 class GatewayTexts(BaseModel):
@@ -30,6 +32,7 @@ class GatewayTexts(BaseModel):
     no_counsellor_on_shift: str
     with_counsellor_red: str
     slow_down: str
+    already_received: str
     errors: ErrorTexts
 
 

@@ -228,20 +228,25 @@ class Stack:
         }
 
     def start(self) -> None:
-        env = self._env()
-        for name, command in self._commands().items():
-            out: IO[bytes] | None = None
-            if self.config.log_dir is not None:
-                self.config.log_dir.mkdir(parents=True, exist_ok=True)
-                out = self._logs[name] = open(self.config.log_dir / f"{name}.log", "wb")  # noqa: SIM115
-            self.processes[name] = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                start_new_session=True,
-            )
+        for name in self._commands():
+            self.start_process(name)
+
+    def start_process(self, name: str) -> None:
+        """Starts one of the three (again, after a test stopped it); its log is appended to."""
+        out: IO[bytes] | None = None
+        if self.config.log_dir is not None:
+            self.config.log_dir.mkdir(parents=True, exist_ok=True)
+            if name in self._logs:
+                self._logs[name].close()
+            out = self._logs[name] = open(self.config.log_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.processes[name] = subprocess.Popen(
+            self._commands()[name],
+            cwd=ROOT,
+            env=self._env(),
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
 
     def _ready_checks(self) -> dict[str, str]:
         c = self.config

@@ -16,7 +16,8 @@ class GatewaySettings(BaseSettings):
     rasa_token: SecretStr
     actions_url: str = "http://127.0.0.1:5055"
     session_secret: SecretStr
-    # Past this the user gets the fail-safe script and the message waits for a retry.
+    # One deadline for all the engine calls one message makes (an orange message makes two): past it the
+    # user gets the fail-safe script and the message waits for a retry. Twilio waits 15 s for a webhook.
     engine_timeout_seconds: float = 8.0
     max_text_length: int = 2000
     retry_interval_seconds: float = 15.0

@@ -7,19 +7,27 @@
    page dispatcher is woken; then the crisis path is triggered in the engine directly
    (integrations/triage_gate.py). Otherwise the text goes to the engine with the conversation's
    pseudonymous id. A red message while nobody is on shift also gets the numbers to call now.
-3. Store the replies and hand them back. When the engine does not answer in time, answer with the
-   fail-safe script (hotline numbers) and keep the message for the retry worker. When the action
-   server is down the engine's replies may be cut short, so the fail-safe script is added to them.
+3. Store the replies and hand them back. When the engine does not answer within the message's one
+   deadline (all its engine calls together), answer with the fail-safe script (hotline numbers) and keep
+   the message for the retry worker. When the action server is down the engine's replies may be cut
+   short, so the fail-safe script is added to them. When the retries are used up, the message is handed
+   to a person (records/unanswered.py) and still retried, so a later recovery answers it.
+
+Once the message is stored it is answered as stored: a store that fails after that (locked, read-only)
+never turns into "not sent", which would make the writer send it again. Replies that cannot be stored
+yet are answered all the same and kept in memory until the retry worker can store them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations.content import failsafe_text, gateway_texts
@@ -27,7 +35,7 @@ from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
 from integrations.paging.senders import ChatEvent
 from integrations.triage_gate import ESCALATING, present_signal_ids, risk_metadata, route_for, subject_at_risk
-from records import handoff, messages
+from records import handoff, messages, unanswered
 from records.escalation import Escalation, EscalationResult
 from records.models import Author, InboundStatus, Message, utcnow
 from triage_protocols import screen
@@ -114,6 +122,7 @@ def escalation_for(inbound: InboundMessage, assessment: dict[str, Any]) -> Escal
         subject=subject_at_risk(assessment),
         audience=inbound.audience,
         channel=inbound.channel,
+        flood_key=inbound.flood_key,
     )
 
 
@@ -125,6 +134,30 @@ def notices_for(case: EscalationResult | None) -> list[str]:
     return []
 
 
+# What a store that is locked, read-only or gone raises. Storing replies is tried once: the store's own
+# busy timeout is the wait, and a webhook (Twilio's 15 s) cannot wait for a second one.
+STORE_FAULTS = (SQLAlchemyError, OSError)
+
+
+@dataclass(slots=True)
+class _UnstoredReplies:
+    """Replies the writer was given while the store refused them, for the retry worker to store."""
+
+    inbound: Message
+    replies: list[tuple[str, dict[str, Any] | None]]
+    author: Author
+    status: InboundStatus
+    push: bool
+
+
+def _retry_order(message: Message) -> tuple[bool, int]:
+    """Given-up messages go last, the least tried first, so that one the engine always fails on (it errs
+    on those words) cannot hold back the others; a person has each of them already. The sort is stable,
+    so the rest keep their order."""
+    given_up = message.status == InboundStatus.GAVE_UP
+    return given_up, message.attempts if given_up else 0
+
+
 class Switchboard:
     def __init__(
         self,
@@ -134,6 +167,7 @@ class Switchboard:
         actions_up: Callable[[], bool] = _always_up,
         retry_limit: int = 5,
         stale_after_seconds: float = 60.0,
+        deadline_seconds: float = 8.0,
         screen: Screen = screen_message,
         on_escalated: Callable[[], None] = _nothing,
         on_case: Callable[[EscalationResult], None] = _no_case,
@@ -145,6 +179,8 @@ class Switchboard:
         self._actions_up = actions_up
         self._retry_limit = retry_limit
         self._stale_after = timedelta(seconds=stale_after_seconds)
+        self._deadline = deadline_seconds
+        self._unstored: dict[int, _UnstoredReplies] = {}
         self._on_escalated = on_escalated
         self._on_case = on_case
         self._on_message_for_counsellor = on_message_for_counsellor
@@ -154,12 +190,18 @@ class Switchboard:
         """The engine this switchboard talks to (the console pauses and resumes conversations in it)."""
         return self._engine
 
+    def assess(self, inbound: InboundMessage) -> dict[str, Any]:
+        """The message's assessment, before it is stored: a route that must know how urgent a message
+        is (the web chat's rate limit never holds back orange or red) screens once and passes it on."""
+        return self._screen(inbound.text, inbound.audience or "student")
+
     async def receive(
         self,
         inbound: InboundMessage,
         *,
         slowed: bool = False,
         on_stored: Callable[[str | None], None] | None = None,
+        assessment: dict[str, Any] | None = None,
     ) -> Outcome:
         """`slowed`: the sender is over their channel's rate limit. The message is still stored and
         screened (and opens its case); an orange or red one is answered as usual, anything else gets
@@ -167,10 +209,13 @@ class Switchboard:
 
         `on_stored` is called with the message's risk level as soon as it is committed, before the engine
         is asked: a channel that must acknowledge or answer within its provider's window (Telegram's
-        webhook, WeChat's passive reply) learns then that the message is kept, and how urgent it is."""
+        webhook, WeChat's passive reply) learns then that the message is kept, and how urgent it is.
+
+        `assessment` is the one `assess` gave, when the caller screened the message already."""
         # Screening is pure, never raises and takes well under a millisecond, so the assessment is
         # stored in the same transaction as the message, before the engine sees either.
-        assessment = self._screen(inbound.text, inbound.audience or "student")
+        if assessment is None:
+            assessment = self.assess(inbound)
         async with self._sessions() as session:
             result = await messages.record_inbound(
                 session,
@@ -216,31 +261,30 @@ class Switchboard:
         replies: list[tuple[str, dict[str, Any] | None]] = []
         if inbound.risk_level == "red":
             replies.append((gateway_texts().with_counsellor_red.format(hotline_list=hotline_list()), None))
-        async with self._sessions() as session:
-            stored = await messages.store_replies(
-                session, inbound, replies, author=Author.SYSTEM, status=InboundStatus.TO_COUNSELLOR, push=push
-            )
+        stored = await self._keep(inbound, replies, Author.SYSTEM, InboundStatus.TO_COUNSELLOR, push=push)
         self._on_message_for_counsellor(
             ChatEvent(inbound.conversation_id, inbound.id, counsellor_id, inbound.risk_level)
         )
-        return Outcome(inbound.id, InboundStatus.TO_COUNSELLOR, [Reply.of(r) for r in stored])
+        return Outcome(inbound.id, InboundStatus.TO_COUNSELLOR, stored)
 
     async def _slow_down(self, inbound: Message) -> Outcome:
         text = gateway_texts().slow_down.format(hotline_list=hotline_list())
-        async with self._sessions() as session:
-            stored = await messages.store_replies(
-                session, inbound, [(text, None)], author=Author.SYSTEM, status=InboundStatus.SLOWED
-            )
-        return Outcome(inbound.id, InboundStatus.SLOWED, [Reply.of(r) for r in stored])
+        stored = await self._keep(inbound, [(text, None)], Author.SYSTEM, InboundStatus.SLOWED)
+        return Outcome(inbound.id, InboundStatus.SLOWED, stored)
 
     async def retry_pending(self) -> int:
-        """Sends waiting messages to the engine again, and messages a gateway stored but never answered
-        (it died in between; older than `stale_after_seconds`, so none still in flight). Returns how many
-        were answered this round."""
+        """Stores replies a store fault held back, then sends waiting messages to the engine again:
+        those it did not answer, those given up (a person has them, but the writer still gets the
+        answer), and those a gateway stored but never answered (it died in between; older than
+        `stale_after_seconds`, so none still in flight). Returns how many were answered this round."""
+        await self._store_held_back()
         async with self._sessions() as session:
             waiting = await messages.pending_retries(session, stale_before=utcnow() - self._stale_after)
+        waiting = sorted(waiting, key=_retry_order)
         answered = 0
         for message in waiting:
+            if message.id in self._unstored:  # answered already; its replies wait for the store
+                continue
             async with self._sessions() as session:
                 holder = await handoff.holder_of(session, message.conversation_id)
             if holder is not None:  # a counsellor took the conversation over meanwhile: it is theirs
@@ -263,46 +307,110 @@ class Switchboard:
     async def _process(
         self, inbound: Message, metadata: dict[str, Any], *, retry: bool = False, notices: Sequence[str] = ()
     ) -> Outcome:
-        assessment = inbound.assessment or {}
         try:
-            # Only an orange message needs to know whether the ASQ is under way (its answers screen orange).
-            loop = None
-            if assessment.get("level") == "orange":
-                loop = await self._engine.active_loop(inbound.conversation_id)
-            route = route_for(assessment, loop)
-            if route.kind == "intent":
-                bot_replies = await self._engine.trigger(
-                    inbound.conversation_id, route.intent, route.entities
-                )
-            else:
-                metadata = {**metadata, "risk": risk_metadata(assessment)} if assessment else metadata
-                bot_replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
-        except EngineUnavailable as error:
-            log.warning("engine did not answer message %s (%s)", inbound.id, error)
+            # One deadline for every engine call this message makes (an orange one makes two), so that
+            # a channel's webhook (Twilio waits 15 s) always hears back in time.
+            async with asyncio.timeout(self._deadline):
+                bot_replies = await self._ask_engine(inbound, metadata)
+        except (EngineUnavailable, TimeoutError) as error:
+            log.warning("engine did not answer message %s (%s)", inbound.id, type(error).__name__)
             return await self._failsafe(inbound, retry=retry, notices=notices)
         replies = [(r.text, r.payload()) for r in bot_replies]
         if not self._actions_up():
             log.warning("action server down while answering message %s; fail-safe added", inbound.id)
             replies.append((failsafe_text(), None))
         replies += [(text, None) for text in notices]
-        async with self._sessions() as session:
-            stored = await messages.store_replies(
-                session, inbound, replies, author=Author.BOT, status=InboundStatus.ANSWERED, push=retry
-            )
-        return Outcome(inbound.id, InboundStatus.ANSWERED, [Reply.of(r) for r in stored])
+        stored = await self._keep(inbound, replies, Author.BOT, InboundStatus.ANSWERED, push=retry)
+        return Outcome(inbound.id, InboundStatus.ANSWERED, stored)
+
+    async def _ask_engine(self, inbound: Message, metadata: dict[str, Any]) -> list[BotReply]:
+        assessment = inbound.assessment or {}
+        # Only an orange message needs to know whether the ASQ is under way (its answers screen orange).
+        loop = None
+        if assessment.get("level") == "orange":
+            loop = await self._engine.active_loop(inbound.conversation_id)
+        route = route_for(assessment, loop)
+        if route.kind == "intent":
+            return await self._engine.trigger(inbound.conversation_id, route.intent, route.entities)
+        metadata = {**metadata, "risk": risk_metadata(assessment)} if assessment else metadata
+        return await self._engine.send(inbound.conversation_id, inbound.text, metadata)
+
+    async def _keep(
+        self,
+        inbound: Message,
+        replies: list[tuple[str, dict[str, Any] | None]],
+        author: Author,
+        status: InboundStatus,
+        *,
+        push: bool = False,
+    ) -> list[Reply]:
+        """Stores the replies with the message's new status. When the store refuses, the writer is
+        answered all the same (negative ids: not stored yet) and the retry worker stores them later; the
+        message itself is stored already, so it is never reported as lost, and the engine is not asked
+        again. Should this gateway die first, the retry worker of another answers the message anew."""
+        try:
+            async with self._sessions() as session:
+                stored = await messages.store_replies(
+                    session, inbound, replies, author=author, status=status, push=push
+                )
+            return [Reply.of(r) for r in stored]
+        except STORE_FAULTS as error:
+            log.warning("replies to message %s not stored yet (%s)", inbound.id, type(error).__name__)
+        self._unstored[inbound.id] = _UnstoredReplies(inbound, replies, author, status, push)
+        return [
+            Reply(-(inbound.id * 100 + n), text, author, list((payload or {}).get("buttons", [])))
+            for n, (text, payload) in enumerate(replies)
+        ]
+
+    async def _store_held_back(self) -> None:
+        """Stores the replies a store fault held back, oldest first; stops at the first that still fails."""
+        for message_id in sorted(self._unstored):
+            held = self._unstored[message_id]
+            try:
+                async with self._sessions() as session:
+                    await messages.store_replies(
+                        session,
+                        held.inbound,
+                        held.replies,
+                        author=held.author,
+                        status=held.status,
+                        push=held.push,
+                    )
+            except STORE_FAULTS as error:
+                log.warning("replies to message %s still not stored (%s)", message_id, type(error).__name__)
+                return
+            del self._unstored[message_id]
 
     async def _failsafe(self, inbound: Message, *, retry: bool, notices: Sequence[str] = ()) -> Outcome:
+        if retry:  # the user already has the fail-safe script; count the attempt only
+            return await self._count_failed_attempt(inbound)
+        stored = await self._keep(
+            inbound,
+            [(failsafe_text(), None), *((text, None) for text in notices)],
+            Author.SYSTEM,
+            InboundStatus.RETRY_PENDING,
+        )
+        return Outcome(inbound.id, InboundStatus.RETRY_PENDING, stored)
+
+    async def _count_failed_attempt(self, inbound: Message) -> Outcome:
+        """One more failed retry. At the limit the message is given up and handed to a person in the
+        same transaction: its case opened or raised, paged, and marked in the console's queue."""
         async with self._sessions() as session:
-            if retry:  # the user already has the fail-safe script; count the attempt only
-                updated = await messages.mark_failed_attempt(session, inbound, retry_limit=self._retry_limit)
-                if updated.status == InboundStatus.GAVE_UP:
-                    log.error("message %s given up after %s attempts", updated.id, updated.attempts)
-                return Outcome(inbound.id, updated.status or "", [])
-            stored: Sequence[Message] = await messages.store_replies(
-                session,
-                inbound,
-                [(failsafe_text(), None), *((text, None) for text in notices)],
-                author=Author.SYSTEM,
-                status=InboundStatus.RETRY_PENDING,
+            updated = await messages.mark_failed_attempt(
+                session, inbound, retry_limit=self._retry_limit, commit=False
             )
-        return Outcome(inbound.id, InboundStatus.RETRY_PENDING, [Reply.of(r) for r in stored])
+            case = None
+            if updated.status == InboundStatus.GAVE_UP and inbound.status != InboundStatus.GAVE_UP:
+                case = await unanswered.hand_to_person(session, updated)
+            await session.commit()
+            if case is not None:
+                log.error(
+                    "message %s given up after %s attempts; handed to case %s",
+                    updated.id,
+                    updated.attempts,
+                    case.case_id,
+                )
+                if case.paged:
+                    self._on_case(case)
+                    self._on_escalated()
+        return Outcome(inbound.id, updated.status or "", [])

@@ -10,20 +10,32 @@ case (`case.opens`), how many staff follow it (`staffing`: yellow 二包一, ora
 family), who is paged at once (`case.page_at_once`), the claim deadline (`case.claim_within_minutes`),
 the response deadline and the first check-in (`respond_within_minutes`, `follow_up_days`).
 
+Red pages two different people at once (the lead and a supervisor): when they are one person, the
+next in the protocol's fallback order is paged too (`staffing.backups`); only a line with one active
+person pages one, and the audit log says so (`too_few_to_page`).
+
+A flood: when the gateway marks an escalation with a `flood_key` (a digest naming a source over its
+rate limit), the cases it opens are opened, staffed and queued as usual, but within `FLOOD_WINDOW` only
+the first one at a level pages; the others are audited as `flood_grouped` with that case's id. A red
+case is only ever grouped behind a red page. The flood's pages are recorded in the audit log
+(`flood_paged`, under the flood key), so every gateway sees them.
+
 Concurrency: the first statement updates the conversation's row. On SQLite that takes the database's
 write lock, on PostgreSQL the row's lock, so escalations of one conversation take turns and the second
 sees the first one's case. The partial unique index (one open case per conversation) and the outbox's
-unique dedupe key are the backstops.
+unique dedupe key are the backstops. Escalations of one flood take turns on the flood key: SQLite's
+write lock is already held, PostgreSQL takes a transaction-scoped advisory lock named by the key.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -32,6 +44,7 @@ from records import audit, paging, staffing
 from records.models import (
     Assignment,
     AssignmentRole,
+    AuditEntry,
     Case,
     CaseStatus,
     Conversation,
@@ -49,6 +62,11 @@ log = logging.getLogger(__name__)
 Origin = Literal["screen", "intent", "instrument", "handoff", "checkin", "counsellor"]
 REQUESTED: frozenset[str] = frozenset({"instrument", "handoff", "checkin", "counsellor"})
 ROLES = (AssignmentRole.LEAD, AssignmentRole.SECOND, AssignmentRole.THIRD)
+# How long one page covers the later cases of a flood from the same source: long enough that a flood
+# pages the on-call counsellor a few times an hour, not once a case; short enough that a flood that goes
+# on is paged again while the first page is still being answered (orange must be claimed within 20).
+FLOOD_WINDOW = timedelta(minutes=10)
+FLOOD_PAGED = "flood_paged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +84,8 @@ class Escalation:
     audience: str | None = None
     channel: str = "engine"  # only used when the conversation is not yet stored (a bare Rasa session)
     actor: str | None = None  # who escalates, for the audit log; by default read from the origin
+    # a digest naming the source that is over its rate limit (the gateway's), never an address in clear
+    flood_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +97,7 @@ class EscalationResult:
     paged: list[int] = field(default_factory=list)  # counsellor ids with a new page
     understaffed: bool = False
     on_call_available: bool = True  # False: nobody is on shift; the user must be told to call now
+    flood_grouped_with: int | None = None  # a flood's case whose page covers this one (nobody paged now)
 
 
 async def escalate(
@@ -113,7 +134,7 @@ async def escalate(
     added, result.understaffed = await staff_case(session, case, on_call, now)
     if audit_action == "case_staffed" and not added:
         return result
-    result.paged = await _page_at_once(session, case, result, now)
+    await _page_or_group(session, request, case, result, now)
     await _family_and_check_in(session, case, now)
     audit.append(
         session,
@@ -131,7 +152,7 @@ async def escalate(
         understaffed=result.understaffed,
         on_call_available=result.on_call_available,
     )
-    if not result.paged:
+    if not result.paged and result.flood_grouped_with is None:
         log.error(
             "case %s (%s) has nobody to page: no counsellor on shift and no supervisor", case.id, case.level
         )
@@ -234,24 +255,66 @@ async def _lead(session: AsyncSession, case: Case) -> int | None:
     return next((a.counsellor_id for a in case.assignments if a.role == AssignmentRole.LEAD), None)
 
 
-async def _page_at_once(
+async def _page_or_group(
+    session: AsyncSession, request: Escalation, case: Case, result: EscalationResult, now: datetime
+) -> None:
+    """Pages who the level asks for at once, unless the case opens or rises in a flood whose page within
+    the window already reached someone at this level or above: then the case is only recorded as grouped,
+    so the on-call counsellor is not paged once per conversation of one flooding source."""
+    flood_key = request.flood_key if result.opened or result.raised else None
+    if flood_key is not None:
+        result.flood_grouped_with = await _flood_cover(session, flood_key, case, now)
+    if result.flood_grouped_with is not None:
+        _audit_grouped(session, request, case, result.flood_grouped_with)
+        return
+    recipients = await _recipients(session, case, result, now)
+    result.paged = await _page_at_once(session, case, result, recipients, now)
+    _audit_if_too_few(session, request, case, recipients)
+    if flood_key is not None and result.paged:
+        _audit_flood_page(session, request, flood_key, case, result.paged, now)
+
+
+def _people_needed(level: str) -> int:
+    """How many different people the level pages at once: one for each role in `page_at_once`
+    (red: the lead and a supervisor, two people even when the lead is a supervisor)."""
+    return len(set(level_spec(level).case.page_at_once))
+
+
+async def _recipients(
     session: AsyncSession, case: Case, result: EscalationResult, now: datetime
-) -> list[int]:
+) -> dict[int, str]:
+    """Who is paged at once, each person once, with the role they are paged as, in the order paged."""
     policy = level_spec(case.level).case
-    recipients: list[tuple[int, str]] = []
+    recipients: dict[int, str] = {}
     lead = await _lead(session, case) if "lead" in policy.page_at_once else None
     if lead is not None:
-        recipients.append((lead, "lead"))
+        recipients[lead] = "lead"
     # The supervisor hears at once when the level asks for it, when there is no lead to page, or when
     # the case could not be fully staffed.
     if "supervisor" in policy.page_at_once or lead is None or result.understaffed:
-        recipients += [(s.id, "supervisor") for s in await staffing.supervisors(session, now)]
+        for supervisor in await staffing.supervisors(session, now):
+            recipients.setdefault(supervisor.id, "supervisor")
+    needed = _people_needed(case.level)
+    if len(recipients) < needed:  # one person in two roles: the protocol's fallback order fills in
+        for counsellor, as_role in await staffing.backups(session, now, following=_staff_in_order(case)):
+            if len(recipients) >= needed:
+                break
+            recipients.setdefault(counsellor.id, as_role)
+    return recipients
+
+
+def _staff_in_order(case: Case) -> list[int]:
+    """The case's staff, lead, second, third: the next of them on call is the first to fall back to."""
+    return [a.counsellor_id for a in sorted(case.assignments, key=lambda a: ROLES.index(a.role))]
+
+
+async def _page_at_once(
+    session: AsyncSession, case: Case, result: EscalationResult, recipients: dict[int, str], now: datetime
+) -> list[int]:
+    """Writes the pages; returns who got a new one (a page already written is not written again)."""
     reason = "case_raised" if result.raised else "case_opened"
-    first_role: dict[int, str] = {}
-    for counsellor_id, as_role in recipients:
-        first_role.setdefault(counsellor_id, as_role)
     paged: list[int] = []
-    for counsellor_id, as_role in first_role.items():
+    for counsellor_id, as_role in recipients.items():
         is_new = await paging.page(
             session,
             case_id=case.id,
@@ -267,6 +330,98 @@ async def _page_at_once(
         if is_new:
             paged.append(counsellor_id)
     return paged
+
+
+def _audit_if_too_few(
+    session: AsyncSession, request: Escalation, case: Case, recipients: dict[int, str]
+) -> None:
+    """Fewer people than the level pages at once were found anywhere on the line (a line of one active
+    person): on record, so a supervisor sees that this case rested on one person, or on nobody."""
+    needed = _people_needed(case.level)
+    if len(recipients) >= needed:
+        return
+    audit.append(
+        session,
+        actor=request.actor or _actor(request.origin),
+        action="too_few_to_page",
+        subject=request.conversation_id,
+        case_id=case.id,
+        level=case.level,
+        needed=needed,
+        paged=list(recipients),
+    )
+    log.warning(
+        "case %s (%s) paged %s of the %s people it needs", case.id, case.level, len(recipients), needed
+    )
+
+
+def _flood_subject(flood_key: str) -> str:
+    """The audit subject the flood's pages are filed under: the key itself (a digest, never an address),
+    or its SHA-256 when it is longer than the column."""
+    if len(flood_key) <= AuditEntry.subject.type.length:
+        return flood_key
+    return hashlib.sha256(flood_key.encode()).hexdigest()
+
+
+async def _take_flood_lock(session: AsyncSession, flood_key: str) -> None:
+    """Escalations of one flood take turns, whichever gateway runs them, so two cases arriving together
+    cannot both find no page and both page. SQLite: the database's write lock is already held (the
+    conversation's row was updated). PostgreSQL: an advisory lock on the key until the transaction ends."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(flood_key.encode()).digest()
+    await session.execute(select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True))))
+
+
+async def _flood_cover(session: AsyncSession, flood_key: str, case: Case, now: datetime) -> int | None:
+    """The case whose flood page, within the window, reached someone at this case's level or above (the
+    earliest); None when this case must page. An orange page never covers red."""
+    await _take_flood_lock(session, flood_key)
+    entries = await session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.action == FLOOD_PAGED,
+            AuditEntry.subject == _flood_subject(flood_key),
+            AuditEntry.at >= now - FLOOD_WINDOW,
+        )
+        .order_by(AuditEntry.at, AuditEntry.id)
+    )
+    for entry in entries:
+        if Level(entry.detail["level"]).rank >= case.level_rank:
+            return int(entry.detail["case_id"])
+    return None
+
+
+def _audit_flood_page(
+    session: AsyncSession, request: Escalation, flood_key: str, case: Case, paged: list[int], now: datetime
+) -> None:
+    """Records that this case paged for its flood; later cases of the flood find it here. Dated by the
+    escalation's own clock, the one the window is measured on."""
+    entry = audit.append(
+        session,
+        actor=request.actor or _actor(request.origin),
+        action=FLOOD_PAGED,
+        subject=_flood_subject(flood_key),
+        case_id=case.id,
+        level=case.level,
+        paged=paged,
+    )
+    entry.at = now
+
+
+def _audit_grouped(session: AsyncSession, request: Escalation, case: Case, first_case_id: int) -> None:
+    """A case that paged nobody because of its flood is on record with the case whose page covers it, so
+    a supervisor can tell grouped from unreachable."""
+    audit.append(
+        session,
+        actor=request.actor or _actor(request.origin),
+        action="flood_grouped",
+        subject=request.conversation_id,
+        case_id=case.id,
+        first_case_id=first_case_id,
+        level=case.level,
+        flood_key=request.flood_key,
+    )
 
 
 async def _family_and_check_in(session: AsyncSession, case: Case, now: datetime) -> None:

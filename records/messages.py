@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -14,6 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from records import audit, deliveries
 from records.escalation import Escalation, EscalationResult, escalate
 from records.models import Author, Conversation, Direction, InboundStatus, Message
+
+# A message with the same words in the same conversation, sent again within this window while the first
+# is still unanswered, is the same message sent twice (a writer who saw no answer, a client that lost
+# ours): it is answered as the first and the engine sees it once. An answered one is a new message, so a
+# second "是" to the next question of a form is always heard.
+RESEND_WINDOW = timedelta(minutes=2)
+UNANSWERED = (InboundStatus.RECEIVED, InboundStatus.RETRY_PENDING)
 
 
 def now() -> datetime:
@@ -57,7 +65,15 @@ async def record_inbound(
     store one row. An orange or red assessment is written to the audit log in the same transaction, and
     `escalation` opens or raises the case with its assignments and pages in it too, so all of it is on
     record even if the engine never answers, and none of it without the message.
+
+    A message id used again with other words is another message, never a redelivery: it is stored
+    under the id and a digest of its words, so its words are screened and answered (and a redelivery of
+    it is still recognised). The same words sent again under a new id while the first is unanswered are
+    the first message (`RESEND_WINDOW`).
     """
+    resent = await _unanswered_resend(session, conversation_id, text)
+    if resent is not None:
+        return StoredInbound(resent, duplicate=True)
     level = str((assessment or {}).get("level") or "") or None
     message = Message(
         conversation_id=conversation_id,
@@ -92,8 +108,38 @@ async def record_inbound(
         existing = await find_inbound(session, channel, external_id)
         if existing is None:  # the constraint fired for another reason; let the caller see it
             raise
+        if existing.text != text:
+            return await record_inbound(
+                session,
+                conversation_id=conversation_id,
+                channel=channel,
+                external_id=reused_id(external_id, text),
+                text=text,
+                assessment=assessment,
+                escalation=escalation,
+            )
         return StoredInbound(existing, duplicate=True)
     return StoredInbound(message, duplicate=False, case=case, held_by=held_by)
+
+
+def reused_id(external_id: str, text: str) -> str:
+    """The id a message is stored under when its own id was used before for other words."""
+    return f"{external_id}~{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+async def _unanswered_resend(session: AsyncSession, conversation_id: str, text: str) -> Message | None:
+    return await session.scalar(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.INBOUND,
+            Message.status.in_(UNANSWERED),
+            Message.text == text,
+            Message.created_at >= now() - RESEND_WINDOW,
+        )
+        .order_by(Message.id)
+        .limit(1)
+    )
 
 
 async def find_inbound(session: AsyncSession, channel: str, external_id: str) -> Message | None:
@@ -144,23 +190,28 @@ async def store_replies(
     return stored
 
 
-async def mark_failed_attempt(session: AsyncSession, inbound: Message, *, retry_limit: int) -> Message:
-    """Counts a failed retry; at the limit the message is given up for a human to read."""
+async def mark_failed_attempt(
+    session: AsyncSession, inbound: Message, *, retry_limit: int, commit: bool = True
+) -> Message:
+    """Counts a failed retry; at the limit the message is given up for a human to read (and still
+    retried). `commit=False` leaves the transaction open, so the hand-over to a person commits with it."""
     inbound = await session.merge(inbound)
     inbound.attempts += 1
     if inbound.attempts >= retry_limit:
         inbound.status = InboundStatus.GAVE_UP
-    await session.commit()
+    if commit:
+        await session.commit()
     return inbound
 
 
 async def pending_retries(
     session: AsyncSession, limit: int = 50, *, stale_before: datetime | None = None
 ) -> Sequence[Message]:
-    """Messages the engine has not answered, oldest first, so a conversation keeps its order. With
-    `stale_before`, also messages still `received` from before it: a gateway that died between storing a
-    message and answering it left them, and the person must still get an answer."""
-    waiting = Message.status == InboundStatus.RETRY_PENDING
+    """Messages the engine has not answered, oldest first, so a conversation keeps its order: those
+    waiting for a retry and those given up (a person has them; the writer still gets the answer when the
+    engine is back). With `stale_before`, also messages still `received` from before it: a gateway that
+    died between storing a message and answering it left them, and the person must still get an answer."""
+    waiting = Message.status.in_((InboundStatus.RETRY_PENDING, InboundStatus.GAVE_UP))
     if stale_before is not None:
         waiting = or_(
             waiting,

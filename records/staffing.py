@@ -52,6 +52,28 @@ async def supervisors(session: AsyncSession, at: datetime) -> Sequence[Counsello
     return (await session.scalars(base.order_by(Counsellor.id))).all()
 
 
+async def backups(
+    session: AsyncSession, at: datetime, *, following: Sequence[int] = ()
+) -> list[tuple[Counsellor, str]]:
+    """Everyone a page may fall back to when the people a level pages at once are fewer than it names
+    (red: the lead and a supervisor, and the lead is the only supervisor on shift), each with the role
+    they are paged as. First the protocol's own order (levels.yml `if_unclaimed`): the on-call
+    counsellors, those `following` the case first (they are its staff already; the load that staffing
+    balances now counts this case against them), then least loaded first; then every active supervisor;
+    after them anyone else active, though off shift, because a child in danger must reach a second human
+    while the line has one. The caller skips those it already pages."""
+    active = select(Counsellor).where(Counsellor.active.is_(True)).order_by(Counsellor.id)
+    supervisors = (await session.scalars(active.where(Counsellor.role == CounsellorRole.SUPERVISOR))).all()
+    everyone = (await session.scalars(active)).all()
+    rank = {counsellor_id: place for place, counsellor_id in enumerate(following)}
+    on_call_now = sorted(await on_call(session, at), key=lambda c: rank.get(c.id, len(rank)))  # stable
+    return [
+        *((c, "next_on_call") for c in on_call_now),
+        *((c, "supervisor") for c in supervisors),
+        *((c, "off_shift") for c in everyone),
+    ]
+
+
 async def load_of(session: AsyncSession, counsellor_id: int) -> int:
     """How many open cases a counsellor is assigned to."""
     return int(

@@ -18,6 +18,11 @@ What the channel decides:
   first copy were sent, or are pushed by the retry worker, so a redelivery sends nothing again.
 - A reply the Bot API does not take is put in the outbox: the delivery dispatcher retries it, in order.
 - Buttons in the bot's replies become an inline keyboard; pressing one is the child writing its payload.
+- A command's words are a message: `/start 药我已经准备好了…` gets the welcome and then the answer to the
+  words, which are stored, screened and escalated like any message (`on_command`). Only `/start` and
+  `/myid` addressed to this bot are commands; anything else that looks like one (`/help 我想死`, a command
+  later in the text, `/start@another_bot …`) is handled as words, every word of it. A deep-link code
+  alone after /start is not words (`is_start_parameter`).
 
 Chat ids, texts and the bot token are never logged (PTB's debug logs carry whole updates, httpx's carry
 the token in the URL: both are filtered below).
@@ -30,6 +35,8 @@ import contextlib
 import hmac
 import json
 import logging
+import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
@@ -42,7 +49,7 @@ from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse, empty
 from sanic.response import json as json_response
 from sqlalchemy import select
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import NetworkError, TelegramError
 from telegram.ext import (
     Application,
@@ -64,6 +71,7 @@ from integrations.paging.senders import Page
 from records import deliveries
 from records.crypto import lookup_digest
 from records.models import Message as StoredMessage
+from triage_protocols import Level, screen
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,12 @@ MAX_MESSAGE_LENGTH = 4096  # the Bot API's limit for one message's text
 MAX_CALLBACK_DATA = 64  # bytes, the Bot API's limit for a button's payload
 GATEWAY = "gateway"  # the Sanic app, in the Application's bot_data
 ACKS = "acks"  # the webhook's Acknowledgements, in the Application's bot_data
+# Updates refused because the store was down whose writer was already told so (with the numbers), on the
+# gateway's ctx; the redeliveries Telegram makes meanwhile are not told again. Bounded, oldest out first.
+STORE_DOWN_TOLD = "telegram_store_down_told"
+STORE_DOWN_TOLD_KEPT = 10_000
+# t.me/<bot>?start=<code> makes the Telegram app send "/start <code>"; the Bot API allows 1 to 64 of these.
+START_PARAMETER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class TelegramSettings(BaseSettings):
@@ -296,7 +310,7 @@ async def answer_with(bot: Bot, gateway: Sanic, chat_id: int, answer: ChannelAns
         try:
             await send_text(bot, chat_id, text, buttons)
         except TelegramError as failure:
-            unsent = [i for _, _, i in replies[index:] if i is not None]
+            unsent = [i for _, _, i in replies[index:] if i is not None and i > 0]  # < 0: not stored yet
             log.warning(
                 "telegram: reply to update %s not sent (%s); %s queued for retry",
                 update_id,
@@ -319,9 +333,17 @@ async def queue_for_retry(gateway: Sanic, message_ids: list[int]) -> None:
         await session.commit()
 
 
-async def take_words(update: Update, context: ContextTypes.DEFAULT_TYPE, chat_id: int, words: str) -> bool:
-    """The child wrote `words`: through the switchboard, and the replies back to the chat. False for a
-    redelivery, which was answered the first time."""
+async def take_words(
+    update: Update,
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    words: str,
+    first: str | None = None,
+) -> bool:
+    """The child wrote `words`: through the switchboard, and the replies back to the chat. `first` (a
+    command's own reply) is sent after the words are stored and before their replies, so the last thing
+    the child reads is the answer to what they wrote. False for a redelivery, which was answered (and
+    greeted) the first time."""
     gateway: Sanic = context.bot_data[GATEWAY]
     acks: Acknowledgements = context.bot_data[ACKS]
     answer = await base.receive(
@@ -329,24 +351,105 @@ async def take_words(update: Update, context: ContextTypes.DEFAULT_TYPE, chat_id
         ChannelMessage(CHANNEL, str(chat_id), external_id_of(update), words),
         on_stored=lambda _level: acks.kept(update),
     )
+    if answer.error == "store_down":
+        # Nothing was kept: the webhook answers 503 so that Telegram sends the update again, and the
+        # child reads the numbers once, not at every redelivery.
+        acks.failed(update)
+        told: OrderedDict[int, None] = getattr(gateway.ctx, STORE_DOWN_TOLD, None) or OrderedDict()
+        setattr(gateway.ctx, STORE_DOWN_TOLD, told)
+        if update.update_id in told:
+            return False
+        told[update.update_id] = None
+        while len(told) > STORE_DOWN_TOLD_KEPT:
+            told.popitem(last=False)
     if answer.outcome is not None and answer.outcome.duplicate:
         log.info("telegram: update %s is a redelivery; already answered", update.update_id)
         return False
+    if first is not None:
+        await send_before_the_answer(context.bot, chat_id, first, update.update_id)
     await answer_with(context.bot, gateway, chat_id, answer, update.update_id)
     return True
 
 
+async def send_before_the_answer(bot: Bot, chat_id: int, text: str, update_id: int) -> None:
+    """A command's reply ahead of the answer to the words after it. If the Bot API refuses it, the answer
+    still goes out: the words' answer is what the child needs (a crisis answer carries the numbers), and
+    a command's reply is not stored, so there is nothing to retry."""
+    try:
+        await send_text(bot, chat_id, text)
+    except TelegramError as failure:
+        log.warning(
+            "telegram: a command's reply to update %s not sent (%s); the answer follows",
+            update_id,
+            type(failure).__name__,
+        )
+
+
+def words_after_command(message: Message) -> str:
+    """What the writer put after the bot command that opens the message ("/start 我…" gives "我…"),
+    without the white space around it; "" for the command alone. PTB's CommandHandler only hands over a
+    message whose first entity is a bot_command at offset 0; `parse_entity` reads it in Telegram's UTF-16
+    units, so the words are cut exactly where the command ("/start" or "/start@bot") ends."""
+    text = message.text or ""
+    if not message.entities:
+        return text.strip()
+    command = message.parse_entity(message.entities[0])
+    return text[len(command) :].strip() if text.startswith(command) else text.strip()
+
+
+def is_start_parameter(words: str) -> bool:
+    """Whether the words after /start are a deep-link code, not the writer's words.
+
+    A link t.me/<bot>?start=<code> makes the Telegram app send "/start <code>", the code 1 to 64 of A-Z
+    a-z 0-9 _ -. Such a code (a poster's `school_42`) says nothing about the writer; storing it would send
+    it to the dialogue as if a child had written it. So a code alone is not stored and the writer is only
+    greeted. Nothing else can be a code: Chinese words, several words, any punctuation or a longer text
+    are always the writer's words. And because a child may type `/start kms` or `/start zisha` by hand,
+    a code the protocol reads as anything above green, as written or with _ and - as spaces
+    (`i_want_to_die`), for a student or a parent, is words after all and goes through the switchboard."""
+    if not START_PARAMETER.fullmatch(words):
+        return False
+    readings = {words, re.sub(r"[_-]+", " ", words)}
+    return all(
+        screen(reading, audience).level == Level.GREEN
+        for reading in readings
+        for audience in ("student", "parent")
+    )
+
+
+async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE, reply: str, words: str) -> None:
+    """A command's own `reply`, and any `words` written after the command as the child's message: stored,
+    screened and answered through the switchboard like any other, their answer after the reply. The
+    command alone stores nothing."""
+    message = update.effective_message
+    assert message is not None
+    if words:
+        await take_words(update, context, message.chat_id, words, first=reply)
+    else:
+        await send_text(context.bot, message.chat_id, reply)
+
+
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/start, the first thing anyone sends: a welcome with the numbers. Nothing is stored."""
-    assert update.effective_chat is not None
-    await send_text(context.bot, update.effective_chat.id, telegram_texts().welcome)
+    """/start, the first thing anyone sends: a welcome with the numbers, then the answer to any words
+    written after it. A deep-link code alone (`is_start_parameter`) is greeted, not stored."""
+    message = update.effective_message
+    assert message is not None
+    words = words_after_command(message)
+    if is_start_parameter(words):
+        log.info(
+            "telegram: update %s is /start with a deep-link code; greeted, nothing stored", update.update_id
+        )
+        words = ""
+    await on_command(update, context, telegram_texts().welcome, words)
 
 
 async def on_my_id(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/myid: the writer's own chat id, for a counsellor setting up their pages. Nothing is stored."""
-    assert update.effective_chat is not None
-    chat_id = update.effective_chat.id
-    await send_text(context.bot, chat_id, telegram_texts().your_chat_id.format(chat_id=chat_id))
+    """/myid: the writer's own chat id, for a counsellor setting up their pages, then the answer to any
+    words written after it."""
+    message = update.effective_message
+    assert message is not None
+    reply = telegram_texts().your_chat_id.format(chat_id=message.chat_id)
+    await on_command(update, context, reply, words_after_command(message))
 
 
 async def on_words(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

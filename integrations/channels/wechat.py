@@ -7,6 +7,13 @@ the same way. A request whose signature does not match, or whose timestamp is mo
 encrypted ("safe") mode, chosen by setting XINQIAO_WECHAT_ENCODING_AES_KEY, the body is decrypted with
 `WeChatCrypto` (which checks `msg_signature`) and the reply is encrypted back.
 
+The signature covers the query string, not the body, so a signed (timestamp, nonce) is good for the one
+message it first came with (records/nonces.py, in the store, so on every gateway and after a restart):
+the same message again under it is WeChat's own retry, taken as a redelivery below; another message, or
+another sender, under it is a replay and refused with 403 before anything is stored. The handshake's
+query string is bound to its `echostr` the same way, so it cannot carry a message either. Both modes take
+this path; in the encrypted mode the message is compared decrypted, as a retry may be encrypted anew.
+
 A text message goes through the one switchboard (`base.receive`). WeChat waits 5 seconds for the answer
 and then tries again, three times in all, so the answer is given in the response (a passive `TextReply`)
 when the switchboard has it within `passive_wait_seconds` (4 s); otherwise the response is `success`
@@ -32,12 +39,14 @@ openid there): message ids and error codes only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -45,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse, text
+from sqlalchemy.exc import SQLAlchemyError
 from wechatpy import parse_message
 from wechatpy.client import WeChatClient
 from wechatpy.crypto import WeChatCrypto
@@ -64,7 +74,7 @@ from integrations.channels.base import (
 )
 from integrations.content import failsafe_text
 from integrations.switchboard import Reply
-from records import deliveries
+from records import deliveries, nonces
 from records.models import Message
 from triage_protocols import screen
 
@@ -79,6 +89,9 @@ DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 API_TIMEOUT_SECONDS = 10.0
 OUTSIDE_WINDOW_ERRCODE = 45015  # the user's last message is more than 48 hours old
 NOT_FOLLOWING_ERRCODE = 43004  # the user no longer follows the account
+# How often a gateway forgets the nonces past the window: often enough to keep the table small, seldom
+# enough that the requests of a busy minute do not all delete.
+NONCE_PURGE_EVERY_SECONDS = 60.0
 
 
 class WeChatSettings(BaseSettings):
@@ -248,6 +261,7 @@ class WeChatChannel:
     crypto: WeChatCrypto | None = None
     flights: dict[str, _Flight] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    purged_at: float | None = None  # time.monotonic() of this gateway's last purge of old nonces
 
     # -- checks ------------------------------------------------------------------------------------------
 
@@ -267,6 +281,39 @@ class WeChatChannel:
         if skew > self.settings.max_clock_skew_seconds:
             raise _Refused(403, "stale_timestamp")
         return timestamp, nonce
+
+    async def once(self, app: Sanic, timestamp: str, nonce: str, content: str) -> None:
+        """Refuses (`_Refused`, 403) a verified query string already used with other `content`; the same
+        content again is WeChat's retry and passes. A store that cannot be asked lets the request through:
+        the message cannot be stored then either, and the switchboard's store-down answer (the numbers)
+        is what the child must get, not a 403 that leaves them with nothing."""
+        expires_at = datetime.fromtimestamp(int(timestamp), UTC) + timedelta(
+            seconds=self.settings.max_clock_skew_seconds
+        )
+        try:
+            async with app.ctx.sessions() as session:
+                seen = await nonces.seen(
+                    session, timestamp=timestamp, nonce=nonce, message=content, expires_at=expires_at
+                )
+        except (SQLAlchemyError, OSError) as error:
+            log.error("wechat: nonce store unavailable (%s); request let through", type(error).__name__)
+            return
+        if seen is nonces.Seen.REPLAYED:
+            raise _Refused(403, "replayed_nonce")
+        if seen is nonces.Seen.AGAIN:
+            log.info("wechat: a signed request seen before, with the same content: WeChat's retry")
+        await self._purge_now_and_then(app)
+
+    async def _purge_now_and_then(self, app: Sanic) -> None:
+        now = time.monotonic()
+        if self.purged_at is not None and now - self.purged_at < NONCE_PURGE_EVERY_SECONDS:
+            return
+        self.purged_at = now
+        try:
+            async with app.ctx.sessions() as session:
+                await nonces.purge(session)
+        except (SQLAlchemyError, OSError) as error:  # the next purge takes them; nothing is refused for it
+            log.warning("wechat: old nonces not purged (%s)", type(error).__name__)
 
     def parse(self, body: bytes, args: Mapping[str, Any], timestamp: str, nonce: str) -> BaseMessage:
         """The message in a verified request's body, decrypted in the encrypted mode."""
@@ -423,10 +470,27 @@ class WeChatChannel:
 
     async def stop(self, app: Sanic) -> None:
         """Lets the answers under way finish and be queued (their responses already said `success`): the
-        engine's own time limit, and a little more to store and queue them."""
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=app.ctx.settings.engine_timeout_seconds + 5.0)
+        engine's own time limit, and a little more to store and queue them. An answer that finishes while
+        this waits may be handed over to a new task (`_later`, queueing it): that one is waited for too,
+        or the store would be closed under it and the answer lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + app.ctx.settings.engine_timeout_seconds + 5.0
+        while self.tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=left)
+            await asyncio.sleep(0)  # a request woken by the finished answer hands it over now
         self.sender.close()
+
+
+def _content(message: BaseMessage) -> str:
+    """A message as WeChat wrote it, in one canonical form (every field, sorted): equal for WeChat's
+    retry, even one encrypted anew, different for another message, text or sender. Only its keyed digest
+    is stored."""
+    return json.dumps(getattr(message, "_data", {}), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _handshake_content(echostr: str) -> str:
+    """What a handshake's query string is bound to: its `echostr`, never equal to a message's content."""
+    return f"handshake\x00{echostr}"
 
 
 def _raw_type(message: BaseMessage) -> str:
@@ -442,18 +506,21 @@ def _blueprint(channel: WeChatChannel) -> Blueprint:
     @routes.get("/webhook")
     async def handshake(request: Request) -> HTTPResponse:
         """WeChat's server check when the URL is saved: echo `echostr`, only when the signature is ours."""
+        echostr = request.args.get("echostr") or ""
         try:
-            channel.verify(request.args)
+            timestamp, nonce = channel.verify(request.args)
+            await channel.once(request.app, timestamp, nonce, _handshake_content(echostr))
         except _Refused as refused:
             log.warning("wechat: handshake refused (%s)", refused.reason)
             return text("", status=refused.status)
-        return text(request.args.get("echostr") or "")
+        return text(echostr)
 
     @routes.post("/webhook")
     async def inbound(request: Request) -> HTTPResponse:
         try:
             timestamp, nonce = channel.verify(request.args)
             message = channel.parse(request.body, request.args, timestamp, nonce)
+            await channel.once(request.app, timestamp, nonce, _content(message))
         except _Refused as refused:
             log.warning("wechat: request refused with %s (%s)", refused.status, refused.reason)
             return text("", status=refused.status)

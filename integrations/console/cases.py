@@ -25,7 +25,7 @@ from integrations.console.auth import require_counsellor
 from integrations.console.content import console_texts
 from integrations.engine_client import EngineUnavailable
 from integrations.inbound import InvalidMessage, clean_text
-from records import audit, cases, deliveries, handoff
+from records import audit, cases, deliveries, handoff, unanswered
 from records.cases import SEES_EVERY_CASE, CaseError
 from records.models import (
     Assignment,
@@ -89,6 +89,7 @@ async def queue(request: Request) -> HTTPResponse:
             ).all()
         )
         names = await _names(session, [c.claimed_by for c in waiting] + list(held.values()))
+        unanswered_by_assistant = await unanswered.assistant_failed(session, [c.id for c in waiting])
     return json(
         {
             "names": names,
@@ -103,6 +104,7 @@ async def queue(request: Request) -> HTTPResponse:
                     "held_by": held.get(case.conversation_id),
                     "assigned_to_me": case.id in mine,
                     "subject": case.subject,
+                    "assistant_failed": case.id in unanswered_by_assistant,
                 }
                 for case in waiting
             ],

@@ -34,15 +34,22 @@ class ReassignedTexts(_Texts):
     away_unknown: str = Field(min_length=1)
 
 
+class QueueTexts(_Texts):
+    """Marks on a case in the queue."""
+
+    assistant_failed: str = Field(min_length=1)
+
+
 class ConsoleTexts(_Texts):
     quick_replies: tuple[str, ...] = Field(min_length=1)
     hand_back: str = Field(min_length=1)
     delivery: DeliveryTexts
     reassigned: ReassignedTexts
+    queue: QueueTexts
 
     def for_page(self) -> dict[str, Any]:
         """The texts the console's page shows itself (GET /console/api/texts)."""
-        return self.model_dump(include={"delivery", "reassigned"})
+        return self.model_dump(include={"delivery", "reassigned", "queue"})
 
 
 @cache

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from sanic import Request, Sanic
+from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
 from integrations.channels.base import ChannelPlugin
@@ -22,8 +23,10 @@ from integrations.console.cases import console_cases
 from integrations.console.feed import console_feed
 from integrations.console.page import console_page
 from integrations.console.supervision import console_supervision
+from integrations.content import gateway_texts
 from integrations.engine_client import RasaClient
 from integrations.gateway.health import health
+from integrations.gateway.log_redaction import redact_server_logs
 from integrations.gateway.workers import DependencyMonitor, run_every, watchdog_round
 from integrations.paging.dispatcher import PageDispatcher
 from integrations.paging.senders import ConsoleAlerts, LogSender, PageSender
@@ -31,7 +34,7 @@ from integrations.settings import GatewaySettings
 from integrations.switchboard import Engine, Switchboard
 from integrations.webchat.routes import webchat
 from records.db import create_engine, session_factory
-from triage_protocols import load_protocol
+from triage_protocols import directory, load_protocol
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,19 @@ def create_app(
             return json({"error": "too_large"}, status=413)
         return None
 
+    @app.exception(Exception)
+    async def never_an_english_page(request: Request, exception: Exception) -> HTTPResponse:
+        """Sanic's own answer to an error it knows (404, 405, 413 …); anything unexpected gets a 503 in
+        Chinese with the numbers to call, never Sanic's English page. Logged by type and route only:
+        the URL may carry a session token, the body a child's words."""
+        if isinstance(exception, SanicException):
+            return app.error_handler.default(request, exception)
+        route = request.route.name if request.route else "no route"
+        log.error("unexpected %s while handling %s", type(exception).__name__, route)
+        message = gateway_texts().errors.store_down.format(hotline_list=directory.hotline_list())
+        return json({"error": "unavailable", "message": message}, status=503)
+
+    redact_server_logs()
     app.ctx.settings = settings
     app.blueprint(webchat)
     app.blueprint(health)
@@ -121,6 +137,7 @@ def create_app(
             engine or app.ctx.rasa,
             actions_up=actions_up or app.ctx.monitor.is_up,
             retry_limit=settings.retry_limit,
+            deadline_seconds=settings.engine_timeout_seconds,
             on_escalated=app.ctx.dispatcher.wake,
             on_case=app.ctx.alerts.announce,
             on_message_for_counsellor=app.ctx.alerts.message_for_counsellor,

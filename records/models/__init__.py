@@ -16,6 +16,7 @@ from records.models.cases import (
     ReferralStatus,
 )
 from records.models.conversations import Author, Contact, Conversation, Direction, InboundStatus, Message
+from records.models.nonces import WeChatNonce
 from records.models.outbox import OutboxItem, OutboxStatus
 from records.models.staff import Counsellor, CounsellorRole, Shift
 
@@ -44,6 +45,7 @@ __all__ = [
     "ReferralStatus",
     "Shift",
     "UTCDateTime",
+    "WeChatNonce",
     "new_id",
     "utcnow",
 ]

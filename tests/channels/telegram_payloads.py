@@ -11,6 +11,7 @@ from telegram import (
     CallbackQuery,
     Chat,
     Message,
+    MessageEntity,
     PhotoSize,
     Sticker,
     Update,
@@ -61,6 +62,19 @@ def text_update(
     text: str, chat_id: int = CHAT_ID, *, update_id: int | None = None, **options: Any
 ) -> dict[str, Any]:
     return Update(update_id or next(_update_ids), message=message(chat_id, text=text, **options)).to_dict()
+
+
+def utf16_length(text: str) -> int:
+    """Telegram counts entity offsets and lengths in UTF-16 code units, not characters."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def command_update(text: str, command: str, chat_id: int = CHAT_ID, **options: Any) -> dict[str, Any]:
+    """A text message in which Telegram marked `command` (its first occurrence, "/start" or
+    "/start@bot") as a bot_command entity, wherever it stands, as the app does when it sends one."""
+    at = text.index(command)
+    entity = MessageEntity(MessageEntity.BOT_COMMAND, utf16_length(text[:at]), utf16_length(command))
+    return text_update(text, chat_id, entities=[entity], **options)
 
 
 def edited_update(original: dict[str, Any], text: str) -> dict[str, Any]:

@@ -11,11 +11,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from telegram import MessageEntity, Update
 
 from integrations.channels import base, telegram
@@ -37,6 +42,42 @@ from tests.unit.fakes import FakeEngine
 
 RED = "药已经准备好了，今晚我就吃下去"
 ONLY_TEXT = base.common_texts().only_text
+# The words of issue 11 (defect 2), written after a command: red.
+START_RED = "药我已经准备好了，今晚就全吃下去"
+DOMAIN_DIR = Path(__file__).resolve().parents[2] / "bot" / "domain"
+# What Rasa says to a student when the gateway triggers EXTERNAL_risk_red (data/rules/triage.yml).
+RED_RESPONSES = (
+    "utter_crisis_red",
+    "utter_crisis_hotlines",
+    "utter_counsellor_being_called",
+    "utter_ask_safe_now",
+)
+
+
+@cache
+def rasa_says(name: str) -> BotReply:
+    """A domain response as Rasa sends it to a student (its variant without a condition), the hotline list
+    filled in as the crisis action fills it."""
+    for path in sorted(DOMAIN_DIR.glob("*.yml")):
+        variants = (yaml.safe_load(path.read_text(encoding="utf-8")).get("responses") or {}).get(name)
+        if variants:
+            plain = next(variant for variant in variants if "condition" not in variant)
+            text = plain["text"].replace("{hotline_list}", base.hotline_list())
+            return BotReply(text, buttons=plain.get("buttons", []))
+    raise LookupError(name)
+
+
+def red_answer() -> list[str]:
+    return [rasa_says(name).text for name in RED_RESPONSES]
+
+
+@dataclass
+class CrisisEngine(FakeEngine):
+    """A FakeEngine whose crisis path answers as the real domain does for a student at red."""
+
+    async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]:
+        await super().trigger(sender_id, intent, entities)
+        return [rasa_says(name) for name in RED_RESPONSES]
 
 
 @pytest.fixture
@@ -70,6 +111,12 @@ async def post(line: Line, update: dict[str, Any] | bytes, secret: str | None = 
     body = update if isinstance(update, bytes) else json.dumps(update, ensure_ascii=False).encode()
     _, response = await line.app.asgi_client.post(WEBHOOK_PATH, content=body, headers=headers)
     return response
+
+
+async def inbound_messages(line: Line) -> list[Message]:
+    async with line.sessions() as session:
+        found = await session.scalars(select(Message).where(Message.direction == "in").order_by(Message.id))
+        return list(found)
 
 
 async def stored_inbound(line: Line) -> int:
@@ -140,6 +187,30 @@ async def test_a_handling_that_fails_before_the_words_are_kept_is_not_acknowledg
     assert (await post(line, update)).status == 503
     await stand_in.wait_for(tg.SEND)
     assert tg.sent(stand_in) == [(tg.CHAT_ID, failsafe_text())]
+    assert await stored_inbound(line) == 0
+
+    monkeypatch.setattr(base.contacts, "conversation_for", real)
+    assert (await post(line, update)).status == 200
+    assert await stored_inbound(line) == 1 and len(line.engine.triggered) == 1
+
+
+async def test_a_store_that_is_down_gets_503_so_telegram_redelivers_and_the_numbers_once(
+    line: Line, stand_in: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing could be kept: a 200 would make Telegram forget the child's words. The child reads the
+    numbers at once, and not again at each of Telegram's redeliveries while the store is down."""
+    real = base.contacts.conversation_for
+
+    async def store_down(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("the database is down"))
+
+    monkeypatch.setattr(base.contacts, "conversation_for", store_down)
+    update = tg.text_update(RED)
+    assert (await post(line, update)).status == 503
+    assert (await post(line, update)).status == 503
+    await stand_in.wait_for(tg.SEND)
+    store_down_text = base._error_texts("store_down", 2000)[0]
+    assert tg.sent(stand_in) == [(tg.CHAT_ID, store_down_text)]
     assert await stored_inbound(line) == 0
 
     monkeypatch.setattr(base.contacts, "conversation_for", real)
@@ -320,6 +391,142 @@ def _command(text: str) -> MessageEntity:
     return MessageEntity(MessageEntity.BOT_COMMAND, 0, len(text))
 
 
+def welcome() -> str:
+    return telegram.telegram_texts().welcome
+
+
+def chat_id_text() -> str:
+    return telegram.telegram_texts().your_chat_id.format(chat_id=tg.CHAT_ID)
+
+
+def texts_sent(stand_in: StandIn) -> list[str]:
+    """What the child's chat was sent, in order."""
+    return [text for chat, text in tg.sent(stand_in) if chat == tg.CHAT_ID]
+
+
+@pytest.mark.parametrize(
+    ("command", "command_reply"),
+    [("/start", welcome), ("/start@xinqiao_test_bot", welcome), ("/myid", chat_id_text)],
+)
+async def test_words_after_a_command_are_stored_screened_escalated_and_answered(
+    database_url: str, sessions: Sessions, stand_in: StandIn, command: str, command_reply: Any
+) -> None:
+    """Issue 11, defect 2: `/start 药我已经准备好了，今晚就全吃下去` got the welcome and nothing else. The
+    words are the child's message: stored, screened red, a red case opened and paged; the child reads the
+    command's own reply first and then the crisis answer, which ends with the question whether they are
+    safe now."""
+    line = telegram_line(database_url, sessions, stand_in, engine=CrisisEngine())
+    await line.staff()
+    assert (await post(line, tg.command_update(f"{command} {START_RED}", command))).status == 200
+
+    [stored] = await inbound_messages(line)
+    assert stored.text == START_RED  # the words, without the bot's command
+    assert stored.risk_level == "red" and stored.assessment is not None
+    case = await line.case_of(stored.conversation_id)
+    assert case.level == "red" and case.status == "open"
+    pages = await line.pages()
+    assert pages and {page.case_id for page in pages} == {case.id}
+    [(_, intent, _)] = line.engine.triggered
+    assert intent == "EXTERNAL_risk_red" and line.engine.calls == []
+
+    await stand_in.wait_for(tg.SEND, 1 + len(RED_RESPONSES))
+    assert texts_sent(stand_in) == [command_reply(), *red_answer()]
+    assert "110" in red_answer()[0] and "12356" in red_answer()[1]
+
+
+async def test_words_after_start_with_nobody_on_shift_end_with_the_numbers_to_call_now(
+    line: Line, stand_in: StandIn
+) -> None:
+    assert (await post(line, tg.command_update(f"/start {START_RED}", "/start"))).status == 200
+    [stored] = await inbound_messages(line)
+    assert stored.risk_level == "red"
+    assert (await line.case_of(stored.conversation_id)).level == "red"  # staffed once people come on shift
+    sent = texts_sent(stand_in)
+    assert sent[0] == welcome() and sent[-1] == gateway_texts().no_counsellor_on_shift
+
+
+@pytest.mark.parametrize("payload", ["abc123", "school_42-poster", "A" * 64])
+async def test_a_deep_link_payload_after_start_only_greets(
+    line: Line, stand_in: StandIn, payload: str
+) -> None:
+    """t.me/<bot>?start=<payload> makes the app send `/start <payload>`: a code, not the child's words."""
+    assert (await post(line, tg.command_update(f"/start {payload}", "/start"))).status == 200
+    assert texts_sent(stand_in) == [welcome()]
+    assert await stored_inbound(line) == 0 and line.engine.calls == [] and line.engine.triggered == []
+
+
+@pytest.mark.parametrize("words", ["kms", "zisha", "woxiangsi", "i_want_to_die", "I-want-to-die"])
+async def test_a_payload_shaped_word_the_protocol_flags_is_the_childs_words(
+    line: Line, stand_in: StandIn, words: str
+) -> None:
+    """Deep-link grammar does not make words safe to drop: `/start kms` typed by a child is screened."""
+    await line.staff()
+    assert (await post(line, tg.command_update(f"/start {words}", "/start"))).status == 200
+    [stored] = await inbound_messages(line)
+    assert stored.text == words and stored.risk_level in ("orange", "red")
+    assert (await line.case_of(stored.conversation_id)).level == stored.risk_level
+    assert line.engine.triggered
+    sent = texts_sent(stand_in)
+    assert sent[0] == welcome() and len(sent) >= 2
+
+
+@pytest.mark.parametrize("words", ["我想死", "abc 123", "abc123 你好", "今晚\n就想消失", "A" * 65])
+async def test_words_beyond_a_deep_link_payload_are_the_childs_words(
+    line: Line, stand_in: StandIn, words: str
+) -> None:
+    """Chinese words, several words, or anything a link could not have carried reach the switchboard."""
+    await line.staff()
+    assert (await post(line, tg.command_update(f"/start {words}", "/start"))).status == 200
+    [stored] = await inbound_messages(line)
+    assert stored.text == words
+    assert line.engine.calls or line.engine.triggered
+    assert texts_sent(stand_in)[0] == welcome() and len(texts_sent(stand_in)) >= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "command", "kept"),
+    [
+        ("/help 我想死", "/help", "help 我想死"),  # an unknown command: every word, the slash removed
+        (f"{START_RED} /start", "/start", f"{START_RED} /start"),  # a command later in the text
+        (f"/start@another_bot {START_RED}", "/start@another_bot", f"start@another_bot {START_RED}"),
+    ],
+)
+async def test_other_commands_reach_the_switchboard_with_all_their_words(
+    line: Line, stand_in: StandIn, text: str, command: str, kept: str
+) -> None:
+    await line.staff()
+    assert (await post(line, tg.command_update(text, command))).status == 200
+    [stored] = await inbound_messages(line)
+    assert stored.text == kept and stored.risk_level in ("orange", "red")
+    assert (await line.case_of(stored.conversation_id)).level == stored.risk_level
+    assert line.engine.triggered
+    assert welcome() not in texts_sent(stand_in)  # only /start addressed to this bot greets
+
+
+async def test_a_redelivered_start_with_words_is_greeted_and_answered_once(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    line = telegram_line(database_url, sessions, stand_in, engine=CrisisEngine())
+    await line.staff()
+    update = tg.command_update(f"/start {START_RED}", "/start")
+    assert (await post(line, update)).status == 200
+    assert (await post(line, update)).status == 200  # Telegram did not get our 200 and sends it again
+    assert await stored_inbound(line) == 1 and len(line.engine.triggered) == 1
+    assert texts_sent(stand_in) == [welcome(), *red_answer()]
+
+
+async def test_a_welcome_the_bot_api_refuses_does_not_hold_back_the_answer_to_the_words(
+    database_url: str, sessions: Sessions, stand_in: StandIn
+) -> None:
+    failures = iter([(502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})])
+    stand_in.answer(tg.SEND, lambda request: next(failures, None) or tg.sent_message(request))
+    line = telegram_line(database_url, sessions, stand_in, engine=CrisisEngine())
+    await line.staff()
+    assert (await post(line, tg.command_update(f"/start {START_RED}", "/start"))).status == 200
+    assert texts_sent(stand_in) == [welcome(), *red_answer()]  # the first, the welcome, was refused
+    assert await line.deliver() == 0  # the crisis answer went out at once: nothing left to retry
+
+
 async def test_a_group_chat_is_not_a_childs_conversation(line: Line, stand_in: StandIn) -> None:
     assert (await post(line, tg.group_update(RED))).status == 200
     assert await stored_inbound(line) == 0 and line.engine.triggered == [] and tg.sent(stand_in) == []
@@ -346,6 +553,8 @@ async def test_no_chat_id_text_or_token_in_the_logs(
     await line.staff()
     await post(line, tg.text_update(RED))
     await post(line, tg.photo_update())
+    await post(line, tg.command_update(f"/start {START_RED}", "/start"))
+    await post(line, tg.command_update("/start school_42", "/start"))
     await post(line, tg.text_update(RED), secret="forged")
     await post(line, b"{broken")
     [conversation] = {sender for sender, _, _ in line.engine.triggered}
@@ -353,7 +562,16 @@ async def test_no_chat_id_text_or_token_in_the_logs(
     await stand_in.wait_for(tg.SEND, 3)
     logged = caplog.text
     assert "sendMessage" in logged and "<redacted>" in logged  # httpx's request lines are there, redacted
-    for private in (str(tg.CHAT_ID), RED, "我是心理老师", tg.TOKEN, tg.SECRET, "小明"):
+    for private in (
+        str(tg.CHAT_ID),
+        RED,
+        START_RED,
+        "school_42",
+        "我是心理老师",
+        tg.TOKEN,
+        tg.SECRET,
+        "小明",
+    ):
         assert private not in logged
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import xmltodict
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.messages import TextMessage
@@ -335,6 +336,113 @@ async def test_a_retry_after_an_answer_in_the_response_gets_the_stored_reply_onc
         assert (await send_text(line, HELLO, msg_id)).text == "success"
     await line.deliver()
     assert len(line.engine.calls) == 1
+    assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
+
+
+# -- a captured query string used again ------------------------------------------------------------------
+#
+# WeChat's signature covers the token, the timestamp and the nonce, not the body: whoever sees one signed
+# query string (a proxy's or a tunnel's log) could post any message, as anyone, until the timestamp is
+# stale. A nonce is good for the one message it was first seen with, on every gateway of the store; WeChat's
+# own retries (the same query string and the same message) are still redeliveries.
+
+CAPTURED = {
+    "another_text": lambda msg_id: wx.text_xml(RED, msg_id),
+    "another_openid": lambda msg_id: wx.text_xml(HELLO, msg_id, openid=wx.OTHER_OPENID),
+    "another_message": lambda _: wx.text_xml(RED, wx.new_msg_id(), openid=wx.OTHER_OPENID),
+    "an_event": lambda _: wx.event_xml("subscribe"),
+}
+
+
+async def nonce_rows(line: Line) -> list[tuple[str, ...]]:
+    async with line.sessions() as session:
+        rows = await session.execute(text("SELECT * FROM wechat_nonce"))
+        return [tuple(str(value) for value in row) for row in rows]
+
+
+@pytest.mark.parametrize("kind", sorted(CAPTURED))
+async def test_a_captured_query_string_with_another_body_is_refused_and_nothing_is_stored(
+    line: Line, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    msg_id = wx.new_msg_id()
+    query = wx.signed_query()
+    assert reply_of(await post(line, wx.text_xml(HELLO, msg_id), query)).content == ENGINE_REPLY
+
+    response = await post(line, CAPTURED[kind](msg_id), query)
+    assert response.status == 403 and response.text == ""
+    assert len(line.engine.calls) == 1 and await count(line, Message) == 2 and await count(line, Contact) == 1
+    assert (await stored_inbound(line, msg_id)).text == HELLO
+    assert "request refused with 403 (replayed_nonce)" in logged(caplog)
+    # Only digests are kept, and nothing of the request reaches a log.
+    kept = " ".join(" ".join(row) for row in await nonce_rows(line))
+    for secret in (wx.OPENID, wx.OTHER_OPENID, query["nonce"], query["signature"], query["timestamp"]):
+        assert secret not in kept and secret not in logged(caplog)
+
+
+async def test_a_captured_query_string_is_refused_by_another_gateway_and_after_a_restart(
+    make_line: MakeLine,
+) -> None:
+    first, second = make_line(), make_line()  # two gateways on one store; a restart is a new one too
+    query = wx.signed_query()
+    assert reply_of(await post(first, wx.text_xml(HELLO, wx.new_msg_id()), query)).content == ENGINE_REPLY
+    forged = wx.text_xml(RED, wx.new_msg_id(), openid=wx.OTHER_OPENID)
+    assert (await post(second, forged, query)).status == 403
+    assert second.engine.calls == [] and await count(second, Message) == 2
+
+
+async def test_wechats_own_retries_with_the_same_query_string_are_answered_once(
+    line: Line, stand_in: StandIn
+) -> None:
+    """WeChat retries with the same signature, timestamp and nonce and the same message: a redelivery."""
+    msg_id = wx.new_msg_id()
+    query, body = wx.signed_query(), wx.text_xml(HELLO, msg_id)
+    assert reply_of(await post(line, body, query)).content == ENGINE_REPLY
+    for _ in range(2):
+        retry = await post(line, body, query)
+        assert retry.status == 200 and retry.text == "success"
+    await line.deliver()
+    assert len(line.engine.calls) == 1 and len(await nonce_rows(line)) == 1
+    assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
+
+
+async def test_a_retry_with_the_same_query_string_while_it_is_answered_is_answered_once(
+    make_line: MakeLine, stand_in: StandIn
+) -> None:
+    line = make_line(FakeEngine(delay=0.6), passive_wait_seconds=0.1)
+    query, body = wx.signed_query(), wx.text_xml(HELLO, wx.new_msg_id())
+    responses = await asyncio.gather(*(post(line, body, query) for _ in range(3)))
+    assert [r.text for r in responses] == ["success"] * 3
+    await line.deliver()
+    assert len(line.engine.calls) == 1 and await count(line, Message) == 2
+    assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
+
+
+async def test_the_handshakes_query_string_cannot_carry_a_message(line: Line) -> None:
+    query = wx.signed_query(echostr="4821937465")
+    for _ in range(2):  # WeChat's console may check the URL again with the same request
+        _, echoed = await line.app.asgi_client.get(WEBHOOK, params=query)
+        assert echoed.status == 200 and echoed.text == "4821937465"
+    assert (await post(line, wx.text_xml(RED, wx.new_msg_id()), query)).status == 403
+    assert line.engine.calls == [] and await count(line, Message) == 0 and await count(line, Contact) == 0
+
+
+async def test_the_encrypted_mode_takes_a_nonce_once_and_its_retries_as_redeliveries(
+    make_line: MakeLine, stand_in: StandIn
+) -> None:
+    line = make_line(encoding_aes_key=wx.AES_KEY)
+    stamp, once, xml = int(time.time()), "a1b2c3d4e5", wx.text_xml(HELLO, wx.new_msg_id())
+    query, body = wx.encrypted(xml, timestamp=stamp, nonce=once)
+    assert (await post(line, body, query)).status == 200
+    assert (await post(line, body, query)).text == "success"  # the very same request again
+    # The same message encrypted again under the same timestamp and nonce: still WeChat's retry.
+    again = wx.encrypted(xml, timestamp=stamp, nonce=once)
+    assert again[1] != body and (await post(line, again[1], again[0])).text == "success"
+    # Another message under that nonce, signed with the token (which a mere eavesdropper lacks).
+    other = wx.encrypted(wx.text_xml(RED, wx.new_msg_id()), timestamp=stamp, nonce=once)
+    assert (await post(line, other[1], other[0])).status == 403
+    await line.deliver()
+    assert len(line.engine.calls) == 1 and await count(line, Message) == 2
     assert [m["text"]["content"] for m in custom_sends(stand_in)] == [ENGINE_REPLY]
 
 

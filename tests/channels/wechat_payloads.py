@@ -41,6 +41,9 @@ def text_xml(content: str, msg_id: int, openid: str = OPENID) -> str:
     return _xml("text", f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>", openid)
 
 
+OTHER_OPENID = "oXQ1n5someone0elseZYXWVUTSRQ"  # another user, as an attacker would name one
+
+
 # The other kinds of message a user can send, with the fields the documentation lists.
 OTHER_MESSAGES = {
     "image": "<PicUrl><![CDATA[http://mmbiz.qpic.cn/test]]></PicUrl><MediaId><![CDATA[media_id]]></MediaId>",
@@ -89,11 +92,20 @@ def signed_query(
 
 
 def encrypted(
-    xml: str, *, token: str = TOKEN, key: str = AES_KEY, app_id: str = APP_ID
+    xml: str,
+    *,
+    token: str = TOKEN,
+    key: str = AES_KEY,
+    app_id: str = APP_ID,
+    timestamp: int | None = None,
+    nonce: str | None = None,
 ) -> tuple[dict[str, str], str]:
     """The query and body of the encrypted mode: the message encrypted and signed (`msg_signature`) by
-    wechatpy's WeChatCrypto, in the envelope WeChat posts (ToUserName and Encrypt)."""
-    stamp, once = str(int(time.time())), uuid.uuid4().hex[:10]
+    wechatpy's WeChatCrypto, in the envelope WeChat posts (ToUserName and Encrypt). Each call encrypts
+    afresh (a random prefix), so the same message under the same timestamp and nonce gives another
+    envelope, as a retry encrypted again would."""
+    stamp = str(timestamp if timestamp is not None else int(time.time()))
+    once = nonce or uuid.uuid4().hex[:10]
     envelope = xmltodict.parse(WeChatCrypto(token, key, app_id).encrypt_message(xml, once, stamp))["xml"]
     body = (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
 from datetime import datetime, timedelta
 
 import pytest
 
-from records import cases, watchdog
+from records import cases, escalation, watchdog
+from records.db import create_engine, session_factory
+from records.escalation import Escalation, EscalationResult
 from records.models import AssignmentRole, CaseStatus, Conversation, CounsellorRole, OutboxItem
 from tests.records.conftest import (
     Sessions,
@@ -153,6 +158,111 @@ async def test_a_supervisor_on_shift_is_paged_instead_of_the_ones_off_shift(
     _, case_id = await open_case(sessions, "red", now=now)
     supervisors = {p.counsellor_id for p in await pages(sessions, case_id, as_role="supervisor")}
     assert supervisors == {on_shift}
+
+
+# ---------------------------------------------------------------- red reaches two different people at once
+
+
+async def _supervisor_leads(
+    sessions: Sessions, now: datetime, *, volunteers: int = 0
+) -> tuple[int, list[int]]:
+    """A supervisor on shift made first, so that with no load they lead; then volunteers on shift."""
+    supervisor = await add_counsellor(sessions, "sup_on", role=CounsellorRole.SUPERVISOR, shift=around(now))
+    others = [await add_counsellor(sessions, f"vol{i}", shift=around(now)) for i in range(volunteers)]
+    return supervisor, others
+
+
+async def test_a_red_case_led_by_the_only_supervisor_on_shift_also_pages_the_next_on_call(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, (v1, v2, _) = await _supervisor_leads(sessions, now, volunteers=3)
+    conversation_id, case_id = await open_case(sessions, "red", now=now)
+    staffed = await assignments(sessions, case_id)
+    assert staffed == {"lead": supervisor, "second": v1, "third": v2}
+
+    paged = await pages(sessions, case_id)
+    assert [(p.counsellor_id, p.payload["as_role"]) for p in paged] == [
+        (supervisor, "lead"),
+        (v1, "next_on_call"),
+    ]
+    assert {p.payload["reason"] for p in paged} == {"case_opened"}
+    [entry] = await audit_entries(sessions, "case_opened", conversation_id)
+    assert entry.detail["paged"] == [supervisor, v1]
+    assert await audit_entries(sessions, "too_few_to_page") == []
+
+
+async def test_a_red_case_led_by_the_only_supervisor_on_shift_pages_a_supervisor_off_shift_next(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, _ = await _supervisor_leads(sessions, now)
+    off_shift = await add_counsellor(sessions, "sup_off", role=CounsellorRole.SUPERVISOR)
+    await add_counsellor(sessions, "vol_off")  # after the supervisors in the protocol's order
+    _, case_id = await open_case(sessions, "red", now=now)
+    assert [(p.counsellor_id, p.payload["as_role"]) for p in await pages(sessions, case_id)] == [
+        (supervisor, "lead"),
+        (off_shift, "supervisor"),
+    ]
+
+
+async def test_a_red_case_pages_someone_off_shift_rather_than_one_person(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, _ = await _supervisor_leads(sessions, now)
+    off_shift = await add_counsellor(sessions, "vol_off")
+    await add_counsellor(sessions, "gone", active=False, shift=around(now))
+    result = await escalate(sessions, await new_conversation(sessions), "red", now=now)
+    assert result.paged == [supervisor, off_shift]
+    assert await audit_entries(sessions, "too_few_to_page") == []
+
+
+@pytest.mark.parametrize("role", [CounsellorRole.SUPERVISOR, CounsellorRole.VOLUNTEER])
+async def test_a_line_of_one_active_person_pages_one_and_says_so(
+    sessions: Sessions, now: datetime, role: str
+) -> None:
+    only = await add_counsellor(sessions, "only", role=role, shift=around(now))
+    await add_counsellor(sessions, "gone", role=CounsellorRole.SUPERVISOR, active=False)
+    conversation_id, case_id = await open_case(sessions, "red", now=now)
+    assert [p.counsellor_id for p in await pages(sessions, case_id)] == [only]
+    [entry] = await audit_entries(sessions, "too_few_to_page", conversation_id)
+    assert entry.actor == "gateway"
+    assert entry.detail == {"case_id": case_id, "level": "red", "needed": 2, "paged": [only]}
+
+
+async def test_raising_to_red_a_case_led_by_the_only_supervisor_pages_two_people(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, (v1, _) = await _supervisor_leads(sessions, now, volunteers=2)
+    conversation_id, case_id = await open_case(sessions, "yellow", now=now, origin="handoff")
+    assert [p.counsellor_id for p in await pages(sessions, case_id)] == [supervisor]
+
+    result = await escalate(sessions, conversation_id, "red", now=now + timedelta(minutes=1))
+    assert result.raised and result.paged == [supervisor, v1]
+    raised = await pages(sessions, case_id, reason="case_raised")
+    assert [(p.counsellor_id, p.payload["as_role"]) for p in raised] == [
+        (supervisor, "lead"),
+        (v1, "next_on_call"),
+    ]
+
+
+async def test_a_claimed_case_raised_to_red_by_its_holder_supervisor_pages_a_second_person(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, (v1, _) = await _supervisor_leads(sessions, now, volunteers=2)
+    conversation_id, case_id = await open_case(sessions, "orange", now=now)
+    async with sessions() as session:
+        assert await cases.claim(session, case_id, supervisor, now=now + timedelta(minutes=1))
+
+    result = await escalate(sessions, conversation_id, "red", now=now + timedelta(minutes=2))
+    assert result.paged == [supervisor, v1]
+
+
+async def test_an_orange_case_led_by_a_supervisor_still_pages_only_its_lead(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, _ = await _supervisor_leads(sessions, now, volunteers=2)
+    result = await escalate(sessions, await new_conversation(sessions), "orange", now=now)
+    assert result.paged == [supervisor]  # the protocol pages one person at orange
+    assert await audit_entries(sessions, "too_few_to_page") == []
 
 
 # ---------------------------------------------------------------- one open case, raised, never lowered
@@ -338,17 +448,22 @@ async def test_counsellors_off_shift_or_inactive_are_never_assigned(
 async def test_nobody_on_shift_says_so_and_still_pages_the_supervisor(
     sessions: Sessions, now: datetime
 ) -> None:
-    await add_counsellor(sessions, "off", shift=(now + timedelta(hours=1), now + timedelta(hours=9)))
+    off = await add_counsellor(sessions, "off", shift=(now + timedelta(hours=1), now + timedelta(hours=9)))
     supervisor = await add_counsellor(sessions, "sup", role=CounsellorRole.SUPERVISOR)
 
     conversation_id = await new_conversation(sessions)
     result = await escalate(sessions, conversation_id, "red", now=now)
     assert result.opened and not result.on_call_available and result.understaffed
-    assert result.paged == [supervisor]
+    # the supervisor first; red needs a second person, and the only other one is off shift
+    assert result.paged == [supervisor, off]
     assert await assignments(sessions, result.case_id) == {}  # type: ignore[arg-type]
-    [page] = await pages(sessions, result.case_id)
-    assert page.counsellor_id == supervisor
-    assert page.payload["understaffed"] is True and page.payload["on_call_available"] is False
+    paged = await pages(sessions, result.case_id)
+    assert [(p.counsellor_id, p.payload["as_role"]) for p in paged] == [
+        (supervisor, "supervisor"),
+        (off, "off_shift"),
+    ]
+    for page in paged:
+        assert page.payload["understaffed"] is True and page.payload["on_call_available"] is False
     [entry] = await audit_entries(sessions, "case_opened")
     assert entry.detail["on_call_available"] is False and entry.detail["understaffed"] is True
 
@@ -483,3 +598,180 @@ async def test_escalating_a_conversation_the_store_never_saw_creates_it(
     assert (conversation.channel, conversation.audience, conversation.escalated_at) == ("rasa", "parent", now)
     [case] = await cases_of(sessions, conversation_id)
     assert case.id == result.case_id and case.audience == "parent"
+
+
+# ---------------------------------------------------------------- a flood from one source: one page for its cases
+
+# What the gateway names a source over its rate limit by: a keyed digest, never the address.
+FLOOD = hashlib.sha256(b"test:one-source").hexdigest()
+OTHER_FLOOD = hashlib.sha256(b"test:another-source").hexdigest()
+
+
+async def _flood(
+    sessions: Sessions, level: str, at: datetime, *, key: str = FLOOD, conversation_id: str | None = None
+) -> EscalationResult:
+    """An escalation the gateway marked as part of a flood (a new conversation unless one is given)."""
+    conversation_id = conversation_id or await new_conversation(sessions)
+    return await escalate(sessions, conversation_id, level, now=at, flood_key=key)
+
+
+async def test_a_flood_opens_and_staffs_every_case_but_pages_only_for_the_first(
+    sessions: Sessions, staff: Staff, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="records.escalation")
+    first = await _flood(sessions, "orange", now)
+    later = [await _flood(sessions, "orange", now + timedelta(minutes=m)) for m in (1, 2, 9)]
+    assert first.opened and first.paged and first.flood_grouped_with is None
+
+    for result in later:
+        assert result.opened and result.paged == [] and result.flood_grouped_with == first.case_id
+        assert result.on_call_available and not result.understaffed
+        assert len(await assignments(sessions, result.case_id)) == 3  # type: ignore[arg-type]  # 三包一
+        assert len(await family_tasks(sessions, result.case_id)) == 1  # type: ignore[arg-type]
+    assert [p.case_id for p in await pages(sessions)] == [first.case_id]
+
+    grouped = await audit_entries(sessions, "flood_grouped")
+    assert [(e.detail["case_id"], e.detail["first_case_id"]) for e in grouped] == [
+        (r.case_id, first.case_id) for r in later
+    ]
+    assert {e.detail["flood_key"] for e in grouped} == {FLOOD}
+    assert {e.detail["level"] for e in grouped} == {"orange"}
+    assert len(await audit_entries(sessions, "case_opened")) == 4  # every case is on record
+    async with sessions() as session:
+        queued = {c.id for c in await cases.open_queue(session)}
+    assert queued == {first.case_id, *(r.case_id for r in later)}
+    assert "nobody to page" not in caplog.text  # grouped is not the same as unreachable
+
+
+async def test_a_flood_pages_again_once_its_window_has_passed(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    window = escalation.FLOOD_WINDOW
+    first = await _flood(sessions, "orange", now)
+    inside = await _flood(sessions, "orange", now + window - timedelta(seconds=1))
+    after = await _flood(sessions, "orange", now + window + timedelta(seconds=1))
+    again = await _flood(sessions, "orange", now + window + timedelta(minutes=1))
+    assert inside.flood_grouped_with == first.case_id and inside.paged == []
+    assert after.flood_grouped_with is None and after.paged
+    assert again.flood_grouped_with == after.case_id and again.paged == []
+
+
+async def test_other_sources_and_cases_without_a_flood_key_page_as_usual(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    first = await _flood(sessions, "orange", now)
+    other = await _flood(sessions, "orange", now, key=OTHER_FLOOD)
+    plain = [await escalate(sessions, await new_conversation(sessions), "orange", now=now) for _ in range(2)]
+    for result in (first, other, *plain):
+        assert result.paged and result.flood_grouped_with is None
+    assert await audit_entries(sessions, "flood_grouped") == []
+
+
+async def test_a_flood_that_starts_red_pages_two_people_and_groups_what_follows(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    first = await _flood(sessions, "red", now)
+    lead = (await assignments(sessions, first.case_id))[AssignmentRole.LEAD]  # type: ignore[arg-type]
+    assert sorted(first.paged) == sorted([lead, staff.supervisor])
+
+    red = await _flood(sessions, "red", now + timedelta(minutes=1))
+    orange = await _flood(sessions, "orange", now + timedelta(minutes=2))
+    assert red.paged == [] and red.flood_grouped_with == first.case_id
+    assert orange.paged == [] and orange.flood_grouped_with == first.case_id
+
+
+async def test_the_first_red_page_of_a_flood_reaches_two_people_when_a_supervisor_leads(
+    sessions: Sessions, now: datetime
+) -> None:
+    supervisor, (v1, _, _) = await _supervisor_leads(sessions, now, volunteers=3)
+    first = await _flood(sessions, "red", now)
+    assert first.paged == [supervisor, v1]
+
+
+async def test_red_in_a_flood_is_never_hidden_behind_an_orange_page(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    first = await _flood(sessions, "orange", now)
+    red = await _flood(sessions, "red", now + timedelta(minutes=1))
+    lead = (await assignments(sessions, red.case_id))[AssignmentRole.LEAD]  # type: ignore[arg-type]
+    assert red.flood_grouped_with is None
+    assert sorted(red.paged) == sorted([lead, staff.supervisor])
+
+    second_red = await _flood(sessions, "red", now + timedelta(minutes=2))
+    orange = await _flood(sessions, "orange", now + timedelta(minutes=3))
+    assert second_red.paged == [] and second_red.flood_grouped_with == red.case_id
+    assert orange.paged == [] and orange.flood_grouped_with == first.case_id
+
+
+async def test_a_grouped_case_raised_to_red_pages_unless_the_flood_has_paged_red(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    first_conversation = await new_conversation(sessions)
+    first = await _flood(sessions, "orange", now, conversation_id=first_conversation)
+    conversation_id = await new_conversation(sessions)
+    grouped = await _flood(sessions, "orange", now + timedelta(minutes=1), conversation_id=conversation_id)
+    assert grouped.flood_grouped_with == first.case_id
+
+    raised = await _flood(sessions, "red", now + timedelta(minutes=2), conversation_id=conversation_id)
+    lead = (await assignments(sessions, raised.case_id))[AssignmentRole.LEAD]  # type: ignore[arg-type]
+    assert raised.raised and raised.flood_grouped_with is None
+    assert sorted(raised.paged) == sorted([lead, staff.supervisor])
+    assert {p.payload["reason"] for p in await pages(sessions, grouped.case_id)} == {"case_raised"}
+
+    # the flood's red page now covers the first case's raise to red
+    again = await _flood(sessions, "red", now + timedelta(minutes=3), conversation_id=first_conversation)
+    assert again.raised and again.paged == [] and again.flood_grouped_with == grouped.case_id
+    [entry] = await audit_entries(sessions, "flood_grouped", first_conversation)
+    assert entry.detail == {
+        "case_id": first.case_id,
+        "first_case_id": grouped.case_id,
+        "level": "red",
+        "flood_key": FLOOD,
+    }
+
+
+async def test_the_watchdog_still_pages_a_grouped_case_nobody_claimed(
+    sessions: Sessions, staff: Staff, now: datetime
+) -> None:
+    await _flood(sessions, "orange", now)
+    grouped = await _flood(sessions, "orange", now + timedelta(minutes=1))
+    assert grouped.paged == []
+    assert (await _run_watchdog(sessions, now + timedelta(minutes=22))).repaged_cases == 2
+    [step] = await pages(sessions, grouped.case_id, reason="unclaimed")
+    assert step.payload["step"] == "next_on_call"
+
+
+async def _escalate_in(sessions: Sessions, request: Escalation, at: datetime) -> EscalationResult:
+    async with sessions() as session:
+        result = await escalation.escalate(session, request, now=at)
+        await session.commit()
+        return result
+
+
+async def test_a_flood_racing_through_two_gateways_pages_once(
+    sessions: Sessions, database_url: str, staff: Staff, now: datetime
+) -> None:
+    """Each gateway has its own engine on the same store; the flood's state is in the store, not in
+    either process."""
+    conversations = [await new_conversation(sessions) for _ in range(12)]
+    other_engine = create_engine(database_url)
+    gateways = (sessions, session_factory(other_engine))
+    try:
+        results = await asyncio.gather(
+            *(
+                _escalate_in(
+                    gateways[i % 2], Escalation(c, "orange", "screen", "screen:race", flood_key=FLOOD), now
+                )
+                for i, c in enumerate(conversations)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await other_engine.dispose()
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    opened = [r for r in results if isinstance(r, EscalationResult)]
+    assert all(r.opened for r in opened)
+    [paging] = [r for r in opened if r.paged]
+    assert {r.flood_grouped_with for r in opened if r is not paging} == {paging.case_id}
+    assert len(await pages(sessions)) == 1
+    assert len(await audit_entries(sessions, "flood_grouped")) == len(conversations) - 1

@@ -251,9 +251,11 @@ async def test_a_red_message_with_nobody_on_shift_ends_with_the_numbers_to_call_
 
     [case] = await _cases(sessions)
     assert outcome.case_id == case.id and case.level == "red"
-    [page] = await _pages(sessions)
-    assert (page.case_id, page.counsellor_id) == (case.id, supervisor)
-    assert page.payload["on_call_available"] is False
+    paged = await _pages(sessions)
+    # red pages two people: the supervisor first, then the only other active person, off shift
+    assert (paged[0].case_id, paged[0].counsellor_id) == (case.id, supervisor)
+    assert len({p.counsellor_id for p in paged}) == 2 and {p.case_id for p in paged} == {case.id}
+    assert {p.payload["on_call_available"] for p in paged} == {False}
     assert wakes.calls == 1
 
 

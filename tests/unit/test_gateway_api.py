@@ -9,10 +9,9 @@ from sanic import Sanic
 from sqlalchemy.exc import OperationalError
 
 from integrations.content import failsafe_text, gateway_texts
-from integrations.gateway.app import create_app
 from records import messages
-from tests.unit.apps import gateway_settings
 from tests.unit.fakes import FakeEngine
+from tests.unit.webchat_client import start_session, webchat_app
 from triage_protocols.directory import hotline_list
 
 Sanic.test_mode = True
@@ -25,14 +24,10 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def app(database_url: str, engine: FakeEngine) -> Iterator[Sanic]:
-    settings = gateway_settings(database_url, engine_timeout_seconds=1.0)
-    yield create_app(settings, engine=engine, actions_up=lambda: True, name=f"gateway_test_{id(engine)}")
+    yield webchat_app(database_url, engine)
 
 
-async def _session(app: Sanic) -> str:
-    _, response = await app.asgi_client.post("/api/sessions", json={})
-    assert response.status == 201
-    return response.json["session"]
+_session = start_session
 
 
 async def test_a_message_gets_the_engine_reply(app: Sanic, engine: FakeEngine) -> None:

@@ -136,16 +136,19 @@ async def test_a_message_a_dead_gateway_stored_but_never_answered_is_answered_by
     assert answered.status == InboundStatus.ANSWERED and [r.text for r in replies] == ["你好，我在。"]
 
 
-async def test_retries_stop_at_the_limit_and_the_message_is_given_up(sessions: Sessions) -> None:
+async def test_at_the_limit_the_message_is_given_up_and_still_retried(sessions: Sessions) -> None:
+    """Given up means a person has it (tests/unit/test_nothing_lost.py), not that it is forgotten."""
     conversation = await _conversation(sessions)
-    switchboard = Switchboard(sessions, FakeEngine(down=True), retry_limit=3)
+    engine = FakeEngine(down=True)
+    switchboard = Switchboard(sessions, engine, retry_limit=3)
     outcome = await switchboard.receive(_inbound(conversation))
     for _ in range(5):
         await switchboard.retry_pending()
     async with sessions() as session:
         message = await session.get(Message, outcome.message_id)
     assert message is not None
-    assert (message.status, message.attempts) == (InboundStatus.GAVE_UP, 3)
+    assert (message.status, message.attempts) == (InboundStatus.GAVE_UP, 6)
+    assert len(engine.calls) == 6
 
 
 async def test_action_server_down_adds_the_failsafe_script_to_the_engine_reply(sessions: Sessions) -> None:

@@ -466,6 +466,7 @@
           el("span", { className: "mine", text: TEXT.assignedToMe }),
           el("span", { className: "unread", text: TEXT.newMessage }),
           el("span", { className: "undelivered-tag" }),
+          el("span", { className: "assistant-failed-tag" }),
         ]),
         el("span", { className: "holder" }),
         el("span", { className: "queue-row queue-times" }, [
@@ -485,6 +486,9 @@
     const undelivered = item.querySelector(".undelivered-tag");
     undelivered.textContent = said("delivery.queue_tag");
     show(undelivered, queueState.undelivered.has(c.id));
+    const assistantFailed = item.querySelector(".assistant-failed-tag");
+    assistantFailed.textContent = said("queue.assistant_failed");
+    show(assistantFailed, Boolean(c.assistant_failed));
     item.querySelector(".holder").textContent = holderText(c);
     return item;
   }
