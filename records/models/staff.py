@@ -34,7 +34,9 @@ class Counsellor(Base):
     page_channel: Mapped[str] = mapped_column(String(16), default="log")
     page_address: Mapped[str | None] = mapped_column(EncryptedText)
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    # sign-in throttling: failures since the last success, and the lockout they caused
+    # failures since the last success (kept for the record). `locked_until` is no longer set: lockouts are
+    # by device and by source, in the gateway's memory (integrations/limits.py, FailureLockout), so that
+    # nobody can lock a counsellor out and a made-up handle is answered like a real one
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,5 +1,6 @@
-"""Console sign-in as a counsellor's browser and the command line meet it: passwords, lockout, the rate
-limit, the session cookie, CSRF and roles, on both databases."""
+"""Console sign-in as a counsellor's browser and the command line meet it: passwords, the throttle (by
+device, by account for untrusted clients, by address) and the rate limit, handles that cannot be told
+apart, the session cookie, CSRF and roles, on both databases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -22,6 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import records.__main__ as records_cli
+from integrations import limits
+from integrations.console import auth as console_auth
 from integrations.console.auth import require_counsellor
 from integrations.console.sessions import COOKIE, ConsoleSessions
 from integrations.gateway.app import create_app
@@ -40,6 +42,9 @@ PASSWORD = "correct horse battery"
 WRONG = "wrong-password-9d1e"
 HANDLE = "mei-handle-7f3a"  # distinctive, so a leak into a log or the audit is found
 GHOST = "ghost-handle-91c2"
+DEVICE = "xq_device"  # the device cookie: a browser that has signed in before
+HOME, STRANGER = "198.51.100.7", "203.0.113.66"  # client addresses, as a trusted proxy reports them
+FIFTEEN_MINUTES = 15 * 60
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -67,9 +72,9 @@ def _with_test_routes(app: Sanic) -> Sanic:
 @pytest.fixture
 def app(database_url: str) -> Iterator[Sanic]:
     name = f"console_test_{uuid.uuid4().hex[:8]}"
-    yield _with_test_routes(
-        create_app(_settings(database_url), engine=FakeEngine(), actions_up=lambda: True, name=name)
-    )
+    app = create_app(_settings(database_url), engine=FakeEngine(), actions_up=lambda: True, name=name)
+    app.config.REAL_IP_HEADER = "x-real-ip"  # as behind a proxy: the address is the one it reports
+    yield _with_test_routes(app)
 
 
 async def _counsellor(
@@ -97,22 +102,46 @@ async def _audit(sessions: Sessions) -> list[AuditEntry]:
         return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
-def _cookie(response: Any) -> tuple[str, str]:
-    """The console cookie's value and its Set-Cookie header."""
+def _cookie(response: Any, name: str = COOKIE) -> tuple[str, str]:
+    """The value of the cookie called `name` (the session's by default) and its Set-Cookie header."""
     for header in response.headers.get_list("set-cookie"):
         jar = SimpleCookie()
         jar.load(header)
-        if COOKIE in jar:
-            return jar[COOKIE].value, header
-    raise AssertionError("no console cookie set")
+        if name in jar:
+            return jar[name].value, header
+    raise AssertionError(f"no {name} cookie set")
 
 
-async def _login(app: Sanic, handle: str = HANDLE, password: str = PASSWORD) -> Any:
+def _device(response: Any) -> str:
+    """The device cookie a successful sign-in gave the browser."""
+    assert response.status == 200, response.json
+    return _cookie(response, DEVICE)[0]
+
+
+async def _login(
+    app: Sanic,
+    handle: str = HANDLE,
+    password: str = PASSWORD,
+    *,
+    device: str | None = None,
+    address: str | None = None,
+) -> Any:
+    """A sign-in from a browser holding `device` (none: an untrusted client), from `address`."""
+    headers = {"cookie": f"{DEVICE}={device}"} if device is not None else {}
+    if address is not None:
+        headers["x-real-ip"] = address
     _, response = await app.asgi_client.post(
-        "/console/api/login", json={"handle": handle, "password": password}
+        "/console/api/login", json={"handle": handle, "password": password}, headers=headers
     )
     app.asgi_client.cookies.clear()  # every test sends the cookie itself, explicitly
     return response
+
+
+def _clock(app: Sanic) -> list[float]:
+    """The sign-in throttle on a clock the test moves: `now[0] += seconds`."""
+    now = [0.0]
+    app.ctx.console_sign_in_lockouts = console_auth.SignInLockouts(clock=lambda: now[0])
+    return now
 
 
 async def _signed_in(app: Sanic, handle: str = HANDLE, password: str = PASSWORD) -> tuple[str, str]:
@@ -349,47 +378,173 @@ async def test_malformed_login_bodies_are_refused(app: Sanic) -> None:
         assert response.json == {"error": "bad_request"}
 
 
-async def test_five_failures_lock_the_account_even_against_the_right_password(
+async def test_five_failures_from_untrusted_clients_lock_out_only_untrusted_clients(
     app: Sanic, sessions: Sessions
 ) -> None:
     counsellor_id = await _counsellor(sessions)
-    statuses = [(await _login(app, HANDLE, WRONG)).status for _ in range(5)]
+    now = _clock(app)
+    device = _device(await _login(app, address=HOME))  # the counsellor's own browser, known from before
+    statuses = [(await _login(app, HANDLE, WRONG, address=STRANGER)).status for _ in range(5)]
     assert statuses == [401, 401, 401, 401, 423]
-    locked = await _login(app)
+    locked = await _login(app, address=STRANGER)  # even the right password
     assert locked.status == 423
     assert locked.json == {"error": "locked"}
-    counsellor = await _get(sessions, counsellor_id)
-    assert counsellor.locked_until is not None
-    assert timedelta(minutes=14) < counsellor.locked_until - utcnow() <= timedelta(minutes=15)
-    assert [e.action for e in await _audit(sessions)].count("account_locked") == 1
+    assert not locked.headers.get_list("set-cookie")
+    assert (await _login(app, address=HOME)).status == 423  # any browser the account has not seen
+    # the known device gets in all the same: nobody can lock a counsellor out from outside
+    assert (await _login(app, device=device, address=HOME)).status == 200
 
-    # the lock passes
-    async with sessions() as session:
-        await session.execute(
-            update(Counsellor)
-            .where(Counsellor.id == counsellor_id)
-            .values(locked_until=utcnow() - timedelta(seconds=1))
-        )
-        await session.commit()
-    assert (await _login(app)).status == 200
-    counsellor = await _get(sessions, counsellor_id)
-    assert counsellor.failed_logins == 0 and counsellor.locked_until is None
+    entries = [e for e in await _audit(sessions) if e.action == "account_locked"]
+    assert [(e.subject, e.detail["scope"], e.detail["failures"]) for e in entries] == [
+        (f"counsellor:{counsellor_id}", "untrusted", 5)
+    ]
+    refused = [e for e in await _audit(sessions) if e.detail.get("reason") == "locked"]
+    assert [e.detail["source"] for e in refused] == ["untrusted", "untrusted"]
+
+    # fifteen minutes on the lock has passed, and the count starts again
+    now[0] += FIFTEEN_MINUTES
+    assert (await _login(app, HANDLE, WRONG, address=STRANGER)).status == 401
+    assert (await _login(app, address=STRANGER)).status == 200
 
 
-async def test_a_lock_lasts_fifteen_minutes_and_then_the_count_starts_again(sessions: Sessions) -> None:
+async def test_failures_from_a_known_device_count_against_that_device_only(
+    app: Sanic, sessions: Sessions
+) -> None:
     await _counsellor(sessions)
-    now = utcnow()
+    _clock(app)
+    app.ctx.console_sign_in_limiter = AttemptLimiter(1000, 60)  # past the per-minute limit, for the test
+    device = _device(await _login(app, address=HOME))
+    for _ in range(2):  # a counsellor's own typos: each success on the device forgives them
+        for _ in range(4):
+            assert (await _login(app, HANDLE, WRONG, device=device, address=HOME)).status == 401
+        assert (await _login(app, device=device, address=HOME)).status == 200
+    statuses = [(await _login(app, HANDLE, WRONG, device=device, address=HOME)).status for _ in range(5)]
+    assert statuses == [401, 401, 401, 401, 423]
+    assert (await _login(app, device=device, address=HOME)).status == 423  # that device is locked out
+    # ... and nothing else is: a browser the account has not seen still gets in, and becomes known
+    other_device = _device(await _login(app, address=HOME))
+    assert (await _login(app, device=other_device, address=STRANGER)).status == 200
+    scopes = [e.detail["scope"] for e in await _audit(sessions) if e.action == "account_locked"]
+    assert scopes == ["device"]
+
+
+async def test_the_device_cookie_is_signed_strict_and_sent_only_to_sign_in(
+    app: Sanic, sessions: Sessions
+) -> None:
+    await _counsellor(sessions)
+    await _counsellor(sessions, "colleague-handle")
+    _clock(app)
+    app.ctx.console_sign_in_limiter = AttemptLimiter(1000, 60)  # past the per-minute limit, for the test
+    response = await _login(app, address=HOME)
+    device, header = _cookie(response, DEVICE)
+    attributes = [part.strip().lower() for part in header.split(";")]
+    assert "httponly" in attributes and "samesite=strict" in attributes
+    assert "path=/console/api/login" in attributes
+    assert f"max-age={180 * 24 * 3600}" in attributes
+    assert "secure" not in attributes  # XINQIAO_CONSOLE_SECURE_COOKIES is off by default
+    assert device != _cookie(response)[0]
+
+    # a browser two counsellors share stays known to both
+    shared = _device(await _login(app, "colleague-handle", device=device, address=HOME))
+    colleagues_own = _device(await _login(app, "colleague-handle", address=HOME))
     for _ in range(5):
-        async with sessions() as session:
-            assert await accounts.authenticate(session, HANDLE, WRONG, now) is None
-    async with sessions() as session:
-        assert await accounts.authenticate(session, HANDLE, PASSWORD, now + timedelta(minutes=14)) is None
-    later = now + timedelta(minutes=15, seconds=1)
-    async with sessions() as session:  # one failure after the lock does not lock again at once
-        assert (await accounts.attempt_sign_in(session, HANDLE, WRONG, later)).outcome == "bad_credentials"
-    async with sessions() as session:
-        signed_in = await accounts.authenticate(session, HANDLE, PASSWORD, later)
-    assert signed_in is not None and signed_in.handle == HANDLE
+        await _login(app, HANDLE, WRONG, address=STRANGER)
+    assert (await _login(app, address=STRANGER)).status == 423
+    assert (await _login(app, device=shared, address=STRANGER)).status == 200
+    # a forged or tampered device cookie, or one the browser got for someone else, is an untrusted client
+    for value in (_flip(device, -5), colleagues_own, "forged", shared.split(".")[0]):
+        assert (await _login(app, device=value, address=STRANGER)).status == 423, value
+
+
+async def test_known_and_unknown_handles_answer_alike_even_when_locked(
+    app: Sanic, sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status, body, cookies and the argon2 work: nothing tells a counsellor's handle from a made-up one,
+    before the lock, at the lock and after it, with a wrong password or the right one."""
+    verified: list[str] = []
+
+    class RecordingHasher(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+            verified.append(str(hash))
+            return super().verify(hash, password)
+
+    counsellor_id = await _counsellor(sessions)
+    _clock(app)
+    monkeypatch.setattr(accounts, "_hasher", RecordingHasher())
+
+    async def answers(handle: str, address: str) -> list[tuple[int, Any, bool, int]]:
+        seen = []
+        for password in [WRONG] * 6 + [PASSWORD]:
+            before = len(verified)
+            response = await _login(app, handle, password, address=address)
+            seen.append(
+                (
+                    response.status,
+                    response.json,
+                    bool(response.headers.get_list("set-cookie")),
+                    len(verified) - before,
+                )
+            )
+        return seen
+
+    known, unknown = await answers(HANDLE, HOME), await answers(GHOST, STRANGER)
+    assert known == unknown
+    assert [status for status, *_ in known] == [401, 401, 401, 401, 423, 423, 423]
+    assert all(work == 1 for *_, work in known)  # one argon2 check each, locked or not
+
+    locks = [e for e in await _audit(sessions) if e.action == "account_locked"]
+    assert [e.subject for e in locks] == [f"counsellor:{counsellor_id}", "counsellor:unknown"]
+
+
+async def test_an_address_with_many_failures_locks_out_only_its_untrusted_clients(
+    app: Sanic, sessions: Sessions
+) -> None:
+    """Guessing one password across many handles (spraying) from one address: after 20 failures in 15
+    minutes its untrusted clients are locked out, whatever handle they try."""
+    await _counsellor(sessions)
+    now = _clock(app)
+    app.ctx.console_sign_in_limiter = AttemptLimiter(1000, 60)  # past the per-minute limit, for the test
+    device = _device(await _login(app, address=STRANGER))
+    statuses = [(await _login(app, f"guess-{n}", WRONG, address=STRANGER)).status for n in range(20)]
+    assert statuses == [401] * 19 + [423]
+    assert (await _login(app, address=STRANGER)).status == 423  # a real counsellor, the right password
+    assert (await _login(app, device=device, address=STRANGER)).status == 200  # a known device
+    assert (await _login(app, address=HOME)).status == 200  # another address
+    locks = [e for e in await _audit(sessions) if e.action == "sign_in_source_locked"]
+    assert [(e.subject, e.detail["scope"], e.detail["failures"]) for e in locks] == [
+        ("console:sign_in", "address", 20)
+    ]
+    now[0] += FIFTEEN_MINUTES
+    assert (await _login(app, address=STRANGER)).status == 200
+
+
+def test_a_failure_lockout_counts_in_a_window_and_locks_for_a_while() -> None:
+    now = [0.0]
+    lockout = limits.FailureLockout(3, window_seconds=60, lockout_seconds=100, clock=lambda: now[0])
+    assert not lockout.fail("a") and not lockout.fail("a")
+    now[0] = 61.0  # the first two are out of the window
+    assert not lockout.fail("a") and not lockout.fail("a") and not lockout.locked("a")
+    assert lockout.fail("a")  # the third within a minute locks
+    assert lockout.locked("a") and not lockout.locked("b")
+    now[0] = 160.0
+    assert lockout.locked("a")
+    now[0] = 161.0
+    assert not lockout.locked("a")
+    assert not lockout.fail("a")  # the count starts again
+    lockout.forget("a")
+    assert not lockout.fail("a") and not lockout.fail("a") and lockout.fail("a")
+
+
+def test_a_failure_lockout_keeps_its_locks_when_memory_is_full() -> None:
+    """Bounded memory, but a flood of new keys (made-up handles) does not push a lock out."""
+    now = [0.0]
+    lockout = limits.FailureLockout(2, 60, 100, clock=lambda: now[0], max_keys=3)
+    lockout.fail("locked")
+    assert lockout.fail("locked")
+    for key in ("a", "b", "c", "d", "e"):
+        lockout.fail(key)
+    assert lockout.locked("locked")
+    assert len(lockout._keys) <= 3
 
 
 async def test_an_inactive_counsellor_cannot_sign_in_and_is_signed_out(
@@ -406,7 +561,7 @@ async def test_an_inactive_counsellor_cannot_sign_in_and_is_signed_out(
     assert me.status == 401 and me.json == {"error": "signed_out"}
     assert "max-age=0" in _cookie(me)[1].lower()  # the browser forgets the dead cookie
     failed = [e for e in await _audit(sessions) if e.action == "sign_in_failed"]
-    assert failed[-1].detail == {"reason": "inactive"}
+    assert failed[-1].detail == {"reason": "inactive", "source": "untrusted"}
 
 
 # --- the rate limit ------------------------------------------------------------------------------------
@@ -414,8 +569,8 @@ async def test_an_inactive_counsellor_cannot_sign_in_and_is_signed_out(
 
 async def test_the_eleventh_attempt_in_a_minute_is_rate_limited(app: Sanic, sessions: Sessions) -> None:
     await _counsellor(sessions)
-    for _ in range(10):
-        assert (await _login(app, GHOST, WRONG)).status == 401
+    for n in range(10):  # a handle each, so that no account's untrusted clients are locked out
+        assert (await _login(app, f"{GHOST}-{n}", WRONG)).status == 401
     response = await _login(app)  # even the right password
     assert response.status == 429
     assert response.json == {"error": "rate_limited"}
@@ -555,21 +710,29 @@ async def test_no_password_or_typed_handle_reaches_a_log_or_the_audit(
         caplog.set_level(logging.DEBUG, logger=name)
     await _counsellor(sessions)
     app.ctx.console_sign_in_limiter = AttemptLimiter(100, 60)
-    cookie, csrf = await _signed_in(app)
-    await _login(app, GHOST, PASSWORD)
+    signed_in = await _login(app, address=STRANGER)
+    cookie, csrf = _cookie(signed_in)[0], signed_in.json["csrf"]
+    device = _device(signed_in)
     for _ in range(5):
-        await _login(app, HANDLE, WRONG)
-    await _login(app)  # locked
+        await _login(app, GHOST, PASSWORD, address=STRANGER)
+    for _ in range(5):
+        await _login(app, HANDLE, WRONG, address=STRANGER)
+    await _login(app, address=STRANGER)  # locked
+    for _ in range(5):
+        await _login(app, HANDLE, WRONG, device=device, address=STRANGER)
+    await _login(app, device=device, address=STRANGER)  # that device locked
+    for n in range(10):
+        await _login(app, f"{GHOST}-{n}", WRONG, address=STRANGER)  # and the address
     await app.asgi_client.post("/console/api/logout", headers=_as(cookie, csrf))
     app.ctx.console_sign_in_limiter = AttemptLimiter(0, 60)
-    assert (await _login(app)).status == 429
+    assert (await _login(app, address=STRANGER)).status == 429
 
     audit = await _audit(sessions)
     actions = {e.action for e in audit}
-    assert {"sign_in", "sign_in_failed", "account_locked", "sign_out"} <= actions
+    assert {"sign_in", "sign_in_failed", "account_locked", "sign_in_source_locked", "sign_out"} <= actions
     recorded = json.dumps([[e.actor, e.subject, e.detail] for e in audit], ensure_ascii=False)
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert caplog.records  # the logs were captured, so their silence means something
-    for secret in (PASSWORD, WRONG, HANDLE, GHOST):
+    for secret in (PASSWORD, WRONG, HANDLE, GHOST, STRANGER, device, device.split(".")[0], cookie):
         assert secret not in recorded
         assert secret not in logged

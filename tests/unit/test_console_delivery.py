@@ -292,10 +292,15 @@ async def test_the_pages_words_come_from_the_content_file(console: Console) -> N
     assert response.json == {
         "delivery": texts.delivery.model_dump(),
         "reassigned": texts.reassigned.model_dump(),
+        "queue": texts.queue.model_dump(),
     }
     assert "{attempts}" in texts.delivery.retrying and "{who}" in texts.reassigned.away
     # none of them is written in the script, which asks for them
-    for words in [*texts.delivery.model_dump().values(), *texts.reassigned.model_dump().values()]:
+    for words in [
+        *texts.delivery.model_dump().values(),
+        *texts.reassigned.model_dump().values(),
+        *texts.queue.model_dump().values(),
+    ]:
         assert words.split("{")[0] not in SCRIPT
     assert ("GET", "/console/api/texts") in api_calls(SCRIPT)
     for kind in ("delivery_failed", "case_reassigned_away"):
