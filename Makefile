@@ -14,7 +14,14 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 MODEL_INPUTS := bot/config.yml $(wildcard bot/domain/*.yml) $(wildcard data/nlu/*.yml data/rules/*.yml data/stories/*.yml)
 TRAIN_ARGS   := --config bot/config.yml --domain bot/domain --data data/nlu data/rules data/stories
 
-.PHONY: help setup model browser migrate run test validate bench clean
+# The learned second screen of the triage: trained from data in the repository, in the application
+# environment, in seconds, only when the data, the protocol (its masks and examples) or the training code changed.
+LEARNED_DIR    := triage_protocols/learned/model
+LEARNED_INPUTS := data/risk_corpus/psysuicide/valid.json tests/triage/data/own_labelled.tsv $(wildcard data/nlu/*.yml) \
+	$(filter-out triage_protocols/protocols/learned.yml,$(wildcard triage_protocols/protocols/*.yml triage_protocols/protocols/signals/*.yml)) \
+	triage_protocols/learned/corpus.py triage_protocols/learned/train.py
+
+.PHONY: help setup model learned browser migrate run test validate bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -43,10 +50,16 @@ bot/models/.trained: $(MODEL_INPUTS) $(ENGINE_VENV)/.installed
 	$(RASA) train $(TRAIN_ARGS) --out bot/models --fixed-model-name xinqiao
 	touch $@
 
+learned: $(LEARNED_DIR)/.trained ## train the triage's learned screen if its data changed
+
+$(LEARNED_DIR)/.trained: $(LEARNED_INPUTS) $(APP_VENV)/.installed
+	$(PY) -m triage_protocols.learned.train --out $(LEARNED_DIR)
+	touch $@
+
 migrate: $(APP_VENV)/.installed ## apply the database migrations
 	$(PY) -m records upgrade
 
-run: setup model migrate ## set up what is missing and start engine, action server and gateway
+run: setup model learned migrate ## set up what is missing and start engine, action server and gateway
 	$(PY) -m integrations.launcher
 
 validate: setup ## check the training data
@@ -60,10 +73,10 @@ browser: ## install chromium and a Chinese font for the browser test if missing 
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	fi
 
-test: setup model browser ## run every test (unit, engine data, conversation tests, end to end, browser)
+test: setup model learned browser ## run every test (unit, engine data, conversation tests, end to end, browser)
 	$(PY) -m pytest
 
-bench: setup model ## run the benchmarks and print their tables
+bench: setup model learned ## run the benchmarks and print their tables
 	$(PY) benchmarks/triage_eval.py
 	$(PY) benchmarks/nlu_eval.py
 	$(PY) benchmarks/latency.py
@@ -71,4 +84,4 @@ bench: setup model ## run the benchmarks and print their tables
 	$(PY) benchmarks/alert_latency.py
 
 clean: ## remove trained models and local databases (keeps the environments)
-	rm -rf bot/models var
+	rm -rf bot/models var $(LEARNED_DIR)

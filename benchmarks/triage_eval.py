@@ -7,13 +7,19 @@ starting with "level" is skipped. Figures, in order of importance:
 2. escalation recall: orange or red messages that come out orange or red;
 3. false alarms: green messages that come out orange or red (yellow is tolerated);
 4. level accuracy over all messages;
-and speed: messages screened a second, in this one process (one core), and the time to screen the longest
-message the gateway accepts (2,000 characters, the words that matter at its end).
-Goals on the development set: red recall 100 %, escalation recall >= 98 %, no false alarm, >= 20,000 msgs/s,
-the longest message in under 50 ms.
+and speed: messages screened a second, in this one process (one core), the p99 of one message (both
+screens, and the learned screen alone), and the time to screen the longest message the gateway accepts
+(2,000 characters, the words that matter at its end).
+Goals on the development set: red recall 100 %, escalation recall >= 98 %, no false alarm, both screens
+under 1 ms p99, the longest message in under 50 ms.
+
+Then the learned second screen's cross-validation (`--no-cv` skips it): the at-risk head of every
+candidate model of triage_protocols/learned/train.py on the same 5 stratified folds of the real
+PsySUICIDE texts (synthetic rows never scored), and the red head on our own labelled set; each fold, the
+mean and the worst fold at the thresholds in learned.yml, and a sweep of thresholds.
 
     .venv/bin/python benchmarks/triage_eval.py                       # ../shared/eval/risk_dev.tsv
-    .venv/bin/python benchmarks/triage_eval.py my_labelled.tsv --errors
+    .venv/bin/python benchmarks/triage_eval.py my_labelled.tsv --errors --no-cv
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import table
 from triage_protocols import screen
+from triage_protocols.engine import Screener, default_screener
+from triage_protocols.learned.model import Loaded
 from triage_protocols.loader import load_protocol
 from triage_protocols.results import Level
 
@@ -52,6 +60,7 @@ class Scores:
     false_alarms: tuple[int, int]  # (alarms, greens)
     correct: int
     confusion: Counter[tuple[Level, Level]]
+    unsure: Counter[Level]  # messages marked unsure (asked one question), by their label
 
 
 def read(path: Path) -> list[Labelled]:
@@ -70,10 +79,13 @@ def read(path: Path) -> list[Labelled]:
 def evaluate(rows: list[Labelled]) -> tuple[Scores, list[tuple[Labelled, Level, str]]]:
     """Scores, and each message whose level differs from its label (with the rule that decided)."""
     confusion: Counter[tuple[Level, Level]] = Counter()
+    unsure: Counter[Level] = Counter()
     misses = []
     for row in rows:
         result = screen(row.text, row.audience)
         confusion[(row.level, result.level)] += 1
+        if result.unsure:
+            unsure[row.level] += 1
         if result.level != row.level:
             misses.append((row, result.level, result.rule))
     gold = Counter(row.level for row in rows)
@@ -91,6 +103,7 @@ def evaluate(rows: list[Labelled]) -> tuple[Scores, list[tuple[Labelled, Level, 
         false_alarms=(count(lambda g, p: g == Level.GREEN and p in ESCALATED), gold[Level.GREEN]),
         correct=count(lambda g, p: g == p),
         confusion=confusion,
+        unsure=unsure,
     )
     return scores, misses
 
@@ -128,30 +141,232 @@ def longest_message_ms(rounds: int = 20) -> float:
     return best * 1000
 
 
+def p99_us(rows: list[Labelled], learned_only: bool = False, repeats: int = 20) -> tuple[float, float]:
+    """(median, p99) CPU microseconds of one message: both screens, or the learned screen alone."""
+    screener = default_screener()
+    model = screener.learned.model
+    items = [(row.text, row.audience) for row in rows] or [("你好", "student")]
+    times = []
+    for _ in range(repeats):
+        for text, audience in items:
+            if learned_only:
+                if model is None:
+                    return float("nan"), float("nan")
+                prepared = screener.model_text(text)
+                start = time.process_time_ns()
+                model.score(prepared)
+            else:
+                start = time.process_time_ns()
+                screener.screen(text, audience)
+            times.append(time.process_time_ns() - start)
+    times.sort()
+    return times[len(times) // 2] / 1000, times[min(len(times) - 1, int(len(times) * 0.99))] / 1000
+
+
+def fold_table(folds: list, threshold: float, what: tuple[str, str, str]) -> str:
+    """Each fold, the mean and the worst fold (lowest recall and AUC, highest false alarms)."""
+    positives, flagged, false = what
+    lines = [
+        (
+            f"fold {f.number}",
+            f"{f.positives} / {f.negatives}",
+            f"{f.auc():.3f}",
+            pct(f.recall(threshold)),
+            pct(f.false_alarms(threshold)),
+            pct(f.recall(threshold, True)),
+            pct(f.false_alarms(threshold, True)),
+        )
+        for f in folds
+    ]
+    for label, low, high in (("mean", mean, mean), ("worst", min, max)):
+        lines.append(
+            (
+                label,
+                "",
+                f"{low([f.auc() for f in folds]):.3f}",
+                pct(low([f.recall(threshold) for f in folds])),
+                pct(high([f.false_alarms(threshold) for f in folds])),
+                pct(low([f.recall(threshold, True) for f in folds])),
+                pct(high([f.false_alarms(threshold, True) for f in folds])),
+            )
+        )
+    header = (
+        "fold",
+        positives,
+        "model AUC",
+        f"model {flagged}",
+        f"model {false}",
+        f"both {flagged}",
+        f"both {false}",
+    )
+    return table(header, lines)
+
+
+def sweep_table(
+    folds: list, thresholds: tuple[float, ...], chosen: float | None, what: tuple[str, str]
+) -> str:
+    flagged, false = what
+    lines = [
+        (
+            f"{t:.2f}{' (learned.yml)' if t == chosen else ''}",
+            pct(mean([f.recall(t) for f in folds])),
+            pct(mean([f.false_alarms(t) for f in folds])),
+            pct(mean([f.recall(t, True) for f in folds])),
+            pct(mean([f.false_alarms(t, True) for f in folds])),
+        )
+        for t in thresholds
+    ]
+    return table(("at", f"model {flagged}", f"model {false}", f"both {flagged}", f"both {false}"), lines)
+
+
+def conversation_report() -> str:
+    """Calm conversation: the NLU's held-out paraphrases (benchmarks/data/nlu_heldout.yml; neither screen
+    trains on them), by the level the protocol gives their intent. Below orange, a message at orange or
+    above is a false alarm (a case opened for nothing); a crisis intent should escalate."""
+    from benchmarks.common import held_out
+
+    protocol = load_protocol()
+    lexicon = Screener(protocol, Loaded.off())
+    levels = protocol.intents.intents
+    lines = []
+    for name, screener in (("lexicon alone", lexicon), ("both screens", default_screener())):
+        calm = crisis = calm_alarms = crisis_found = asked = 0
+        for text, intent in held_out():
+            result = screener.screen(text)
+            if levels.get(intent.split("/")[0], Level.GREEN) in ESCALATED:
+                crisis += 1
+                crisis_found += result.level in ESCALATED
+            else:
+                calm += 1
+                calm_alarms += result.level in ESCALATED
+                asked += result.unsure is not None
+        lines.append((name, f"{calm_alarms} of {calm}", f"{asked} of {calm}", f"{crisis_found} of {crisis}"))
+    return "\n\n".join(
+        [
+            "Conversation: the NLU's held-out paraphrases, by their intent's level (never trained on)",
+            table(
+                ("screen", "calm at orange+ (goal <= 1 in 50)", "calm asked (unsure)", "crisis at orange+"),
+                lines,
+            ),
+        ]
+    )
+
+
+def cross_validation_report() -> str:
+    """Each candidate on the same folds, the red head, and threshold sweeps (see --no-cv)."""
+    from triage_protocols.learned.corpus import training_rows
+    from triage_protocols.learned.crossval import cross_validate
+    from triage_protocols.learned.train import CANDIDATES, CHOSEN, model_text
+
+    protocol = load_protocol()
+    orange_at, red_at = protocol.learned.orange, protocol.learned.red
+    lexicon = Screener(protocol, Loaded.off())
+    rows = training_rows(protocol)
+    read_as = model_text()
+    level_of = lambda row: lexicon.screen(row.text, row.audience).level
+    parts = []
+    pooled: dict[str, list] = {}
+    for name in CANDIDATES:
+        pooled[name] = cross_validate(name, rows, read_as, lambda row: level_of(row) in ESCALATED)
+        parts.append(
+            f"At-risk head {name}{' (shipped)' if name == CHOSEN else ''}, orange at score >= {orange_at}"
+        )
+        parts.append(fold_table(pooled[name], orange_at, ("at risk / unrelated", "recall", "false alarms")))
+    real = sum(r.real for r in rows)
+    head = (
+        f"Learned screen: 5-fold stratified cross-validation. At-risk head on the {real} real PsySUICIDE "
+        f"texts ({sum(r.real and r.at_risk for r in rows)} at risk); the lexicon alone on the same rows: "
+        f"recall {pct(mean([f.recall(2.0, True) for f in pooled[CHOSEN]]))}, "
+        f"false alarms {pct(mean([f.false_alarms(2.0, True) for f in pooled[CHOSEN]]))}"
+    )
+    parts.append(f"Threshold sweep, at-risk head {CHOSEN} (mean of the folds)")
+    parts.append(
+        sweep_table(pooled[CHOSEN], (0.3, 0.4, 0.5, 0.6, 0.7, 0.8), orange_at, ("recall", "false alarms"))
+    )
+    own = lambda row: row.source == "own"
+    red = cross_validate(
+        CHOSEN,
+        rows,
+        read_as,
+        lambda row: level_of(row) == Level.RED,
+        target="red",
+        scored=own,
+        gate=lambda row: level_of(row) in ESCALATED,
+    )
+    parts.append(
+        f"Red head {CHOSEN} on our own labelled set ({sum(own(r) for r in rows)} rows, "
+        f"{sum(own(r) and bool(r.red) for r in rows)} red), red at score >= {red_at}; "
+        "'both': the lexicon says red, or the red head does on a message the lexicon put at orange or above "
+        "(the lexicon was written to this set, so 'both' is a regression figure, 'model' the estimate)"
+    )
+    if red_at is not None:
+        parts.append(fold_table(red, red_at, ("red / not red", "red recall", "false reds")))
+    parts.append(f"Threshold sweep, red head {CHOSEN} (mean of the folds)")
+    parts.append(sweep_table(red, (0.5, 0.6, 0.7, 0.8, 0.9), red_at, ("red recall", "false reds")))
+    return "\n\n".join([head, *parts])
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
 def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} % ({part}/{whole})" if whole else "n/a (0)"
 
 
-def report(path: Path, scores: Scores, rate: float, longest_ms: float) -> str:
+def report(
+    path: Path,
+    scores: Scores,
+    rate: float,
+    longest_ms: float,
+    both: tuple[float, float],
+    learned: tuple[float, float],
+) -> str:
     alarms, greens = scores.false_alarms
+    missed = sum(n for (g, p), n in scores.confusion.items() if g in ESCALATED and p not in ESCALATED)
     rows = [
         ("red recall", percent(*scores.red), "100 %"),
         ("escalation recall", percent(*scores.escalation), ">= 98 %"),
         ("false alarms (green -> orange/red)", f"{alarms} of {greens} green", "0"),
         ("level accuracy", percent(scores.correct, scores.total), ""),
-        ("throughput (one core)", f"{rate:,.0f} msgs/s", ">= 20,000 msgs/s"),
+        (
+            "asked (unsure): calm (green) messages",
+            f"{scores.unsure[Level.GREEN]} of {greens} green",
+            "rare",
+        ),
+        ("asked (unsure): yellow messages", f"{scores.unsure[Level.YELLOW]}", ""),
+        (
+            "asked (unsure): orange or red messages screened lower",
+            f"{scores.unsure[Level.ORANGE] + scores.unsure[Level.RED]} of {missed}",
+            "",
+        ),
+        ("throughput, both screens (one core)", f"{rate:,.0f} msgs/s", ""),
+        ("one message, both screens: median / p99", f"{both[0]:.0f} / {both[1]:.0f} µs", "p99 < 1,000 µs"),
+        ("one message, learned screen: median / p99", f"{learned[0]:.0f} / {learned[1]:.0f} µs", ""),
         ("longest message (2,000 characters)", f"{longest_ms:.1f} ms", "< 50 ms"),
     ]
     levels = list(Level)
     matrix = [(f"label {g.value}", *(scores.confusion[(g, p)] for p in levels)) for g in levels]
     return "\n\n".join(
         [
-            f"Triage on {path.name} ({scores.total} messages), protocol {load_protocol().version}",
+            (
+                f"Triage on {path.name} ({scores.total} messages), protocol {load_protocol().version}, "
+                f"learned screen {_learned_label()}"
+            ),
             table(("figure", "value", "goal"), rows),
             "Confusion (rows: label, columns: screen)",
             table(("", *(level.value for level in levels)), matrix),
         ]
     )
+
+
+def _learned_label() -> str:
+    learned = default_screener().learned
+    return learned.model.version if learned.model else learned.status.upper()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "--errors", action="store_true", help="list every message whose level differs from its label"
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="how long to measure throughput")
+    parser.add_argument("--no-cv", action="store_true", help="skip the learned screen's cross-validation")
     args = parser.parse_args(argv)
     path: Path = args.labelled if args.labelled.is_absolute() else (Path.cwd() / args.labelled)
     if not path.exists():
@@ -170,11 +386,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = read(path)
     scores, misses = evaluate(rows)
-    print(report(path, scores, throughput(rows, args.seconds), longest_message_ms()))
+    print(
+        report(
+            path,
+            scores,
+            throughput(rows, args.seconds),
+            longest_message_ms(),
+            p99_us(rows),
+            p99_us(rows, learned_only=True),
+        )
+    )
     if args.errors and misses:
         print("\nMisses (label -> screen, rule):")
         for row, level, rule in misses:
             print(f"  {row.level.value:>6} -> {level.value:<6} {rule:<40} [{row.audience}] {row.text}")
+    print()
+    print(conversation_report())
+    if not args.no_cv:
+        print()
+        print(cross_validation_report())
     return 0
 
 

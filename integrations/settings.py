@@ -22,6 +22,9 @@ class GatewaySettings(BaseSettings):
     max_text_length: int = 2000
     retry_interval_seconds: float = 15.0
     retry_limit: int = 5
+    # A message stored but never answered (its gateway died in between) is answered by the retry worker
+    # once it is older than this: longer than any message still in flight takes.
+    retry_stale_after_seconds: float = 60.0
     # How often the action server is probed; a reply given while it is down carries the fail-safe too.
     probe_interval_seconds: float = 2.0
     session_max_age_seconds: int = 30 * 24 * 3600

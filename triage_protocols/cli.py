@@ -113,6 +113,13 @@ def check(stdout: TextIO) -> int:
         print(f"directory does not load: {error}", file=stdout)
         return 2
     total, failures = checks.run(protocol)
+    missing = checks.not_run(protocol)
+    if missing:
+        print(
+            f"WARNING: {missing} examples of {checks.LEARNED_FILE} NOT RUN: the learned screen has no "
+            "trained model (run `make learned`); screening runs on the lexicon alone",
+            file=stdout,
+        )
     signals = sum(len(c.signals) for c in protocol.categories.values())
     print(
         f"protocol {protocol.version}: {len(protocol.files)} files valid; "

@@ -38,7 +38,20 @@ def combine(*parts: Assessment | Result | None) -> Assessment:
     signals = tuple(s for p in present if isinstance(p, Assessment) for s in p.signals)
     reasons = tuple(r for p in present for r in _reasons(p))
     audience = next((p.audience for p in present if isinstance(p, Assessment)), "student")
-    return Assessment(level, rule, signals, decider.protocol_version, audience, reasons)
+    # the learned screen's verdict travels with the screen it belongs to (the first one that ran)
+    screened = next((p for p in present if isinstance(p, Assessment) and p.learned_status != "not_run"), None)
+    return Assessment(
+        level,
+        rule,
+        signals,
+        decider.protocol_version,
+        audience,
+        reasons,
+        screened.learned if screened else None,
+        screened.learned_status if screened else "not_run",
+        # unsure only while nothing else put the moment at orange or above
+        screened.unsure if screened and not level.at_least(Level.ORANGE) else None,
+    )
 
 
 def _reasons(part: Assessment | Result) -> tuple[Reason, ...]:

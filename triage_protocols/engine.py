@@ -7,7 +7,14 @@ The steps, each small and deterministic:
    the message are run (loader.py, prefix.py), which keeps a message far below a millisecond;
 4. decide how each counts: negated (我不会自杀), resolved (以前想过, 现在好了; only where the category
    allows it and nothing says it came back), and whose it is (self, or a friend / a child: "other");
-5. read the rules top to bottom (most serious first); the first that fires decides the level.
+5. read the rules top to bottom (most serious first); the first that fires decides the level;
+6. score the same text, masks blanked, with the learned second screen (learned/, thresholds in
+   learned.yml): an at-risk head (orange) and a red head (red, only for a message already at orange).
+   The higher of the two levels wins, and the assessment records both (the rule and signals of the
+   lexicon; the model's version, scores and level). Without a trained model the lexicon screens alone
+   and every assessment says so (`learned_status`);
+7. mark a message below orange `unsure` when the model's score is in the grey band or a death word was
+   read as an idiom in a low-mood message, so the assistant may ask (no level changes).
 
 `screen` never raises: whatever it is given, it returns an Assessment. Should the engine itself fail (a bug,
 not an input), the message gets ENGINE_ERROR_LEVEL so that a person looks at it, never a silent green.
@@ -17,12 +24,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
+from triage_protocols.learned.model import Loaded, default_model
 from triage_protocols.loader import Modifiers, Protocol, load_protocol
-from triage_protocols.results import Assessment, Audience, Level, Reason, Signal, Status, Subject
+from triage_protocols.normalise import Normalised
+from triage_protocols.results import (
+    Assessment,
+    Audience,
+    LearnedVerdict,
+    Level,
+    Reason,
+    Signal,
+    Status,
+    Subject,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +51,12 @@ MAX_CHARS = 100_000
 # How many recent messages of the conversation are taken into account.
 MAX_CONTEXT = 5
 _MASK_CHAR = "\x00"
+# characters whose masking (an idiom, hyperbole) may hide a real wish to die in a low-mood message
+_DEATH_CHARS = frozenset("死杀亡")
+# the rule an assessment records when the learned screen, not the lexicon, set its level
+LEARNED_RULE = "learned_screen"
+# the category of the learned screen's own signal (`learned_screen.at_risk`, `learned_screen.red`)
+LEARNED_CATEGORY = "learned_screen"
 
 
 @dataclass(slots=True)
@@ -62,10 +86,15 @@ class _CompiledRule:
 
 
 class Screener:
-    """Screens messages with one protocol. Build it once (it compiles nothing itself: the loader did)."""
+    """Screens messages with one protocol. Build it once (it compiles nothing itself: the loader did).
 
-    def __init__(self, protocol: Protocol) -> None:
+    `learned` is the learned second screen: by default the trained model shipped beside the package
+    (loaded once per process); `Loaded.off()` screens with the lexicon alone.
+    """
+
+    def __init__(self, protocol: Protocol, learned: Loaded | None = None) -> None:
         self.protocol = protocol
+        self.learned = learned if learned is not None else default_model()
         self._mods: Modifiers = protocol.modifiers
         # character -> bit set of the patterns that may match a message containing it (see prefix.py)
         self._index: dict[str, int] = {}
@@ -77,6 +106,7 @@ class Screener:
             for c in matcher.keys:
                 self._index[c] = self._index.get(c, 0) | 1 << number
         self._key_chars = frozenset(self._index)
+        self._fallback = frozenset(c.id for c in protocol.categories.values() if c.fallback)
         self._rules = tuple(
             _CompiledRule(
                 id=rule.id,
@@ -135,9 +165,15 @@ class Screener:
     # ------------------------------------------------------------------ steps
 
     def _screen(self, text: str, audience: Audience, context: tuple[str, ...]) -> Assessment:
-        hits, normalised = self._hits(text, audience)
+        normalised_text = self.protocol.normaliser(text)
+        masked = self._masked(normalised_text.text, set(normalised_text.text))
+        scores, status = self._learned(masked.replace(_MASK_CHAR, " "))
+        idiom = _masked_death_word(normalised_text.text, masked)
+        hits, normalised = self._hits_of(normalised_text, audience, masked)
         if not hits:
-            return self._nothing[audience]  # immutable, so one instance serves every quiet message
+            # one immutable lexicon result serves every quiet message; the model's verdict is added to it
+            nothing = self._nothing[audience]
+            return self._unsure(self._with_learned(nothing, scores, status, len(text)), scores, idiom)
         extra: list[tuple[_Hit, Any]] = []
         if context and any(h.status == "present" for h in hits):
             for offset, previous in enumerate(reversed(context), start=1):
@@ -160,7 +196,7 @@ class Screener:
                 for h, span in extra
                 if h.category in used
             ]
-        return Assessment(
+        lexicon = Assessment(
             level=level,
             rule=rule_id,
             signals=tuple(signals),
@@ -168,12 +204,110 @@ class Screener:
             audience=audience,
             reasons=(Reason("screen", rule_id, level),),
         )
+        return self._unsure(self._with_learned(lexicon, scores, status, len(text)), scores, idiom)
+
+    def _unsure(
+        self, assessment: Assessment, scores: tuple[float, float | None] | None, idiom: bool
+    ) -> Assessment:
+        """Mark a message below orange that the screens are unsure of (learned.yml, `unsure`): its at-risk
+        score is in the grey band, or a death word was read as an idiom in a low-mood message."""
+        spec = self.protocol.unsure
+        if spec is None or assessment.level.at_least(Level.ORANGE):
+            return assessment
+        reason = None
+        if scores is not None and scores[0] >= spec.score_from:
+            reason = "grey_band"
+        elif idiom and not assessment.categories().isdisjoint(spec.masked_death_word_with):
+            reason = "idiom_in_low_mood"
+        return replace(assessment, unsure=reason) if reason else assessment
+
+    def model_text(self, text: str) -> str:
+        """What the learned screen reads of a message: normalised, with the known harmless forms (masks:
+        笑死我了, 想死你们了, 《活着》) blanked, so both screens agree on what is harmless. Training reads the
+        same (learned/train.py)."""
+        return self._model_input(self.protocol.normaliser(_text(text)).text)
+
+    def _model_input(self, normalised: str) -> str:
+        return self._masked(normalised, set(normalised)).replace(_MASK_CHAR, " ")
+
+    def _learned(self, normalised: str) -> tuple[tuple[float, float | None] | None, Any]:
+        """The learned screen's scores of the text (at risk, red; None without a model), and its status."""
+        model = self.learned.model
+        if model is None:
+            return None, self.learned.status
+        try:
+            return model.scores(normalised), "ok"
+        except Exception as error:  # noqa: BLE001 - a failing model leaves the lexicon screening
+            log.error("learned screen failed (%s); lexicon only for this message", type(error).__name__)
+            return None, "failed"
+
+    def _learned_level(self, at_risk: float, red: float | None, lexicon: Assessment) -> Level:
+        """The level the scores reach under learned.yml. A denial the lexicon read needs `after_denial`;
+        the red head counts only for a message already at orange or above, by either screen."""
+        thresholds = self.protocol.learned
+        orange_at = thresholds.orange
+        if lexicon.rule in thresholds.denial_rules and thresholds.after_denial is not None:
+            orange_at = thresholds.after_denial
+        level = Level.ORANGE if at_risk >= orange_at else Level.GREEN
+        escalated = level == Level.ORANGE or lexicon.level.at_least(Level.ORANGE)
+        if escalated and thresholds.red is not None and red is not None and red >= thresholds.red:
+            return Level.RED
+        return level
+
+    def _with_learned(
+        self,
+        lexicon: Assessment,
+        scores: tuple[float, float | None] | None,
+        status: Any,
+        length: int = 0,
+    ) -> Assessment:
+        """Both screens in one assessment: the higher level wins. The model's verdict is always recorded;
+        when it raised the level, its rule and reason replace the lexicon's rule (and join its reasons),
+        and a signal of its own (the whole message) says whose risk it is, as the gateway reads it."""
+        if scores is None or self.learned.model is None:
+            return Assessment(
+                lexicon.level,
+                lexicon.rule,
+                lexicon.signals,
+                lexicon.protocol_version,
+                lexicon.audience,
+                lexicon.reasons,
+                None,
+                status,
+            )
+        at_risk, red = scores
+        verdict = LearnedVerdict(
+            self.learned.model.version,
+            round(at_risk, 4),
+            self._learned_level(at_risk, red, lexicon),
+            None if red is None else round(red, 4),
+        )
+        raised = verdict.level.rank > lexicon.level.rank
+        signals = lexicon.signals
+        if raised:
+            signals = (*signals, _learned_signal(verdict.level, lexicon, length))
+        return Assessment(
+            verdict.level if raised else lexicon.level,
+            LEARNED_RULE if raised else lexicon.rule,
+            signals,
+            lexicon.protocol_version,
+            lexicon.audience,
+            (*lexicon.reasons, Reason("learned", verdict.model, verdict.level))
+            if raised
+            else lexicon.reasons,
+            verdict,
+            status,
+        )
 
     def _hits(self, text: str, audience: Audience) -> tuple[list[_Hit], Any]:
         """Every signal in the text, with its status and subject. Positions are in the normalised text."""
-        normalised = self.protocol.normaliser(text)
+        return self._hits_of(self.protocol.normaliser(text), audience)
+
+    def _hits_of(
+        self, normalised: Normalised, audience: Audience, masked: str | None = None
+    ) -> tuple[list[_Hit], Any]:
         chars = set(normalised.text)
-        t = self._masked(normalised.text, chars)
+        t = masked if masked is not None else self._masked(normalised.text, chars)
         mods = self._mods
         hits: list[_Hit] = []
         candidates = self._always
@@ -208,6 +342,8 @@ class Screener:
                 else:
                     hits.append(_Hit(signal, category, start, end, "present", "self", resolvable))
                     may_resolve = may_resolve or resolvable
+        if self._fallback and hits:
+            hits = self._without_covered_fallbacks(hits)
         if not hits:
             return hits, normalised.span
         self._set_subjects(t, hits, audience)
@@ -219,6 +355,16 @@ class Screener:
                         h.status = "resolved"
         hits.sort(key=lambda h: (h.start, h.end, h.category))
         return hits, normalised.span
+
+    def _without_covered_fallbacks(self, hits: list[_Hit]) -> list[_Hit]:
+        """Drop catch-all hits (fallback categories) whose words another category's signal already covers."""
+        fallback = self._fallback
+        others = [(h.start, h.end) for h in hits if h.category not in fallback]
+        return [
+            h
+            for h in hits
+            if h.category not in fallback or not any(s < h.end and h.start < e for s, e in others)
+        ]
 
     def _masked(self, t: str, chars: set[str]) -> str:
         """The text with every mask blanked out, same length, so positions stay valid."""
@@ -317,6 +463,26 @@ class Screener:
                     continue
             return rule
         return None
+
+
+def _learned_signal(level: Level, lexicon: Assessment, length: int) -> Signal:
+    """The learned screen's entry among the signals when it raised the level. Whose risk: what the
+    lexicon's signals say (someone else only when every one is about someone else), else the audience's
+    default (a parent writes about their child)."""
+    present = [s for s in lexicon.signals if s.status == "present"]
+    if present:
+        subject: Subject = "other" if all(s.subject == "other" for s in present) else "self"
+    else:
+        subject = "other" if lexicon.audience == "parent" else "self"
+    kind = "red" if level == Level.RED else "at_risk"
+    return Signal(f"{LEARNED_CATEGORY}.{kind}", LEARNED_CATEGORY, (0, length), "present", subject, "text")
+
+
+def _masked_death_word(normalised: str, masked: str) -> bool:
+    """A mask blanked a death word (笑死, 累死了): an idiom, unless the rest of the message is low."""
+    if masked is normalised:
+        return False
+    return any(m == _MASK_CHAR and c in _DEATH_CHARS for c, m in zip(normalised, masked, strict=True))
 
 
 # ---------------------------------------------------------------------- input coercion (never raise)

@@ -24,6 +24,8 @@ from triage_protocols.models import (
     FollowUpStep,
     InstrumentFile,
     IntentsFile,
+    LearnedFile,
+    LearnedThresholds,
     LevelsFile,
     LevelSpec,
     ModifiersFile,
@@ -33,6 +35,7 @@ from triage_protocols.models import (
     SignalsFile,
     SumScore,
     TermsFile,
+    Unsure,
     VersionFile,
     YesNoScreen,
 )
@@ -101,6 +104,9 @@ class Protocol:
     intents: IntentsFile
     normaliser: Normaliser
     normalise_spec: NormaliseFile
+    # score thresholds of the learned second screen, and when to be unsure (learned.yml)
+    learned: LearnedThresholds
+    unsure: Unsure | None
     # every file's examples, by the file's path relative to the protocols folder
     examples: dict[str, tuple[Example, ...]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
@@ -350,6 +356,7 @@ def _load(root: Path) -> Protocol:
     modifiers: ModifiersFile | None = _read(root / "modifiers.yml", ModifiersFile, problems, root)
     rules: RulesFile | None = _read(root / "rules.yml", RulesFile, problems, root)
     intents: IntentsFile | None = _read(root / "intents.yml", IntentsFile, problems, root)
+    learned: LearnedFile | None = _read(root / "learned.yml", LearnedFile, problems, root)
     signal_paths = sorted((root / "signals").glob("*.yml"))
     instrument_paths = sorted((root / "instruments").glob("*.yml"))
     if not signal_paths:
@@ -360,7 +367,7 @@ def _load(root: Path) -> Protocol:
     instrument_files = {p.stem: _read(p, _INSTRUMENT, problems, root) for p in instrument_paths}
     if problems:
         raise ProtocolError(problems)
-    assert version and levels and terms and normalise and modifiers and rules and intents
+    assert version and levels and terms and normalise and modifiers and rules and intents and learned
 
     term_map = dict(terms.terms)
     for name, fragment in term_map.items():
@@ -397,11 +404,19 @@ def _load(root: Path) -> Protocol:
         "normalise.yml": normalise.examples,
         "modifiers.yml": modifiers.examples,
         "rules.yml": rules.examples,
+        "learned.yml": learned.examples,
     }
     for file, spec in signal_files.items():
         assert spec is not None
         examples[file] = spec.examples
     _check_references(categories, rules.rules, examples, instruments, problems)
+    rule_ids = {rule.id for rule in rules.rules}
+    for name in learned.thresholds.denial_rules:
+        if name not in rule_ids:
+            problems.append(f"learned.yml: denial_rules names unknown rule {name}")
+    for name in learned.unsure.masked_death_word_with if learned.unsure else ():
+        if name not in categories:
+            problems.append(f"learned.yml: unsure names unknown category {name}")
     if problems or compiled_modifiers is None:
         raise ProtocolError(problems or ["modifiers.yml: could not be compiled"])
 
@@ -413,6 +428,7 @@ def _load(root: Path) -> Protocol:
         "modifiers.yml",
         "rules.yml",
         "intents.yml",
+        "learned.yml",
     ]
     files += list(signal_files) + [f"instruments/{n}.yml" for n in instrument_files]
     return Protocol(
@@ -428,6 +444,8 @@ def _load(root: Path) -> Protocol:
         intents=intents,
         normaliser=Normaliser(normalise),
         normalise_spec=normalise,
+        learned=learned.thresholds,
+        unsure=learned.unsure,
         examples=examples,
         files=tuple(files),
     )

@@ -36,6 +36,9 @@ class Example(Strict):
     signals: tuple[Name, ...] = ()
     # recent messages of the same conversation, oldest first, passed to screen() as context
     context: tuple[str, ...] = ()
+    # why the screens are unsure (learned.yml, `unsure`): "grey_band", "idiom_in_low_mood", or "none"
+    # when the example must not be unsure; unset: not checked
+    unsure: Literal["grey_band", "idiom_in_low_mood", "none"] | None = None
     note: str | None = None
 
 
@@ -229,6 +232,9 @@ class CategorySpec(Strict):
     negatable: bool = True
     # 以前…, 现在好了 turns it into a resolved history
     resolvable: bool = False
+    # a catch-all (signals/fail_safe.yml): its signals are kept only where no signal of another category
+    # covers the same words, so 我想死 records ideation, not ideation and a death word
+    fallback: bool = False
     signals: tuple[SignalSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -275,6 +281,63 @@ class Rule(Strict):
 
 class RulesFile(HasExamples):
     rules: tuple[Rule, ...] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- learned.yml
+
+
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class LearnedThresholds(Strict):
+    """The learned screen's scores (0..1) at or above which a message is at least orange, or red.
+
+    `orange` applies to the at-risk head's score. `red` to the red head's, and only for a message already
+    at orange or above (by either screen): the red head decides between orange and red, never makes a
+    calm message red. Chosen on cross-validated scores (benchmarks/triage_eval.py prints them); a lower
+    threshold catches more and raises more false alarms.
+    """
+
+    orange: Probability
+    red: Probability | None = None
+    # when the lexicon read the risk words and found them denied or past (我不会自杀的), the model needs
+    # this higher score to raise the message: a denial is followed up (yellow), not treated as risk
+    after_denial: Probability | None = None
+    denial_rules: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LearnedThresholds:
+        if self.after_denial is not None and self.after_denial < self.orange:
+            raise ValueError("after_denial must not be below the orange threshold")
+        if bool(self.denial_rules) != (self.after_denial is not None):
+            raise ValueError("after_denial and denial_rules go together")
+        return self
+
+
+class Unsure(Strict):
+    """When a message below orange is marked unsure, so the assistant may ask one gentle, direct question
+    (issue 12: ask, don't guess). Marking opens no case and changes no level.
+
+    `score_from`: the at-risk score from which a message is in the grey band (up to `orange`).
+    `masked_death_word_with`: a death word read as an idiom (a mask) in a message with one of these
+    categories (笑死了，反正我也没人在乎) is unsure too.
+    """
+
+    score_from: Probability
+    masked_death_word_with: tuple[Name, ...] = ()
+
+
+class LearnedFile(HasExamples):
+    """The learned second screen: its thresholds, when to be unsure, and examples run through both screens."""
+
+    thresholds: LearnedThresholds
+    unsure: Unsure | None = None
+
+    @model_validator(mode="after")
+    def _grey_band_below_orange(self) -> LearnedFile:
+        if self.unsure is not None and self.unsure.score_from >= self.thresholds.orange:
+            raise ValueError("unsure.score_from must be below thresholds.orange")
+        return self
 
 
 # ---------------------------------------------------------------- intents.yml

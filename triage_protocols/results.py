@@ -84,12 +84,37 @@ class Reason(NamedTuple):
         return {"source": self.source, "rule": self.rule, "level": self.level.value}
 
 
+class LearnedVerdict(NamedTuple):
+    """What the learned second screen said: the model's version, its at-risk score (0..1), the level its
+    scores reach under the protocol's thresholds (learned.yml), and the red head's score (None without
+    one). Numbers and codes only, never words."""
+
+    model: str
+    score: float
+    level: Level
+    red_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "score": self.score,
+            "red_score": self.red_score,
+            "level": self.level.value,
+        }
+
+
+# ok: both screens ran; missing / failed: there was no usable model, the lexicon screened alone;
+# off: the caller asked for the lexicon alone; not_run: not a screen of a message (an intent, an instrument)
+LearnedStatus = Literal["ok", "missing", "failed", "off", "not_run"]
+
+
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """The result of screening a message (or of combining several results): what a case record stores.
 
     `rule` is the rule that decided the level; `reasons` keeps every source that was combined into it, so
-    nothing is lost when a screen, a Rasa intent and an ASQ are merged.
+    nothing is lost when a screen, a Rasa intent and an ASQ are merged. `learned` is the learned second
+    screen's verdict (None when it did not run; `learned_status` says why).
     """
 
     level: Level
@@ -98,6 +123,11 @@ class Assessment:
     protocol_version: str
     audience: Audience = "student"
     reasons: tuple[Reason, ...] = field(default=())
+    learned: LearnedVerdict | None = None
+    learned_status: LearnedStatus = "not_run"
+    # why the screens are unsure of a message below orange ("grey_band", "idiom_in_low_mood"), else None:
+    # the assistant may ask one direct question; it opens no case
+    unsure: str | None = None
 
     def categories(self) -> frozenset[str]:
         """The categories of the signals that count (status present)."""
@@ -111,6 +141,9 @@ class Assessment:
             "protocol_version": self.protocol_version,
             "audience": self.audience,
             "reasons": [r.to_dict() for r in self.reasons],
+            "learned": self.learned.to_dict() if self.learned else None,
+            "learned_status": self.learned_status,
+            "unsure": self.unsure,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -120,6 +153,8 @@ class Assessment:
             "rule": self.rule,
             "signals": sorted({s.id for s in self.signals if s.status == "present"}),
             "protocol_version": self.protocol_version,
+            "learned_status": self.learned_status,
+            "unsure": self.unsure,
         }
 
 

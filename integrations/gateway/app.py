@@ -34,7 +34,8 @@ from integrations.settings import GatewaySettings
 from integrations.switchboard import Engine, Switchboard
 from integrations.webchat.routes import webchat
 from records.db import create_engine, session_factory
-from triage_protocols import directory, load_protocol
+from triage_protocols import directory
+from triage_protocols.engine import default_screener
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ def create_app(
 
     @app.before_server_start
     async def open_clients(app: Sanic) -> None:
-        load_protocol()  # compiles the triage patterns once (about a second); a broken file stops the start
+        # Compiles the triage patterns and loads the learned screen once (a few seconds), before the
+        # first message: loaded lazily, it held up the first message after every restart and stalled
+        # the whole gateway meanwhile. A broken protocol file stops the start.
+        default_screener()
         app.ctx.db = create_engine(settings.database_url)
         app.ctx.sessions = session_factory(app.ctx.db)
         # Pages and the watchdog have a connection of their own, so a page never queues behind a burst
@@ -137,6 +141,7 @@ def create_app(
             engine or app.ctx.rasa,
             actions_up=actions_up or app.ctx.monitor.is_up,
             retry_limit=settings.retry_limit,
+            stale_after_seconds=settings.retry_stale_after_seconds,
             deadline_seconds=settings.engine_timeout_seconds,
             on_escalated=app.ctx.dispatcher.wake,
             on_case=app.ctx.alerts.announce,

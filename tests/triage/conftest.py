@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -28,3 +29,17 @@ def require_dev_set() -> Path:
     if not DEV_SET.exists():
         pytest.skip(f"{DEV_SET.name} is not beside this checkout (../shared/eval)")
     return DEV_SET
+
+
+def require_learned_model() -> None:
+    """Tests of the two screens together need the trained learned screen (`make learned`, which `make test`
+    runs first). Without it they are skipped on a developer's machine, with the reason shown, and fail
+    when CI is set; screening itself still works on the lexicon alone (tests/triage/test_learned.py)."""
+    from triage_protocols.learned.model import default_model
+
+    loaded = default_model()
+    if loaded.model is None:
+        message = f"the learned screen is {loaded.status}: run `make learned`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.triage.conftest import require_learned_model
 from triage_protocols import checks
 
 CASES = checks.cases()
@@ -31,3 +32,10 @@ def test_every_level_has_an_example_in_every_direction() -> None:
 
     levels = {e.level for examples in load_protocol().examples.values() for e in examples}
     assert {level.value for level in levels} == {"green", "yellow", "orange", "red"}
+
+
+def test_the_learned_screens_examples_run() -> None:
+    """They need the trained model: skipped without it on a developer's machine, a failure under CI."""
+    require_learned_model()
+    assert checks.not_run() == 0
+    assert any(c.file == checks.LEARNED_FILE for c in CASES)

@@ -11,7 +11,7 @@ from records.db import with_session
 from records.models import AuditEntry, Case
 
 # What escalation adds to the audit log beside the entry an action writes itself.
-CASE_ACTIONS = ("case_opened", "case_raised")
+CASE_ACTIONS = ("case_opened", "case_raised", "too_few_to_page", "flood_paged", "flood_grouped")
 
 
 async def _all(url: str, query: Any) -> Sequence[Any]:

@@ -84,6 +84,7 @@ async def test_a_red_message_is_recorded_and_answered_even_when_the_engine_is_do
         entries = (await session.scalars(select(AuditEntry).where(AuditEntry.subject == conversation))).all()
     assert [(e.action, e.detail["level"]) for e in entries] == [
         ("risk_screened", "red"),
+        ("too_few_to_page", "red"),  # nobody at all to page: said in the record, not only in a log
         ("case_opened", "red"),
     ]
     engine.down = False  # the retry takes the crisis path again, from the stored assessment
