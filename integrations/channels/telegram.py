@@ -388,13 +388,19 @@ async def send_before_the_answer(bot: Bot, chat_id: int, text: str, update_id: i
 def words_after_command(message: Message) -> str:
     """What the writer put after the bot command that opens the message ("/start 我…" gives "我…"),
     without the white space around it; "" for the command alone. PTB's CommandHandler only hands over a
-    message whose first entity is a bot_command at offset 0; `parse_entity` reads it in Telegram's UTF-16
-    units, so the words are cut exactly where the command ("/start" or "/start@bot") ends."""
+    message whose first entity is a bot_command at offset 0, counted in Telegram's UTF-16 units, so the
+    words are cut exactly where the command ("/start" or "/start@bot") ends."""
     text = message.text or ""
     if not message.entities:
         return text.strip()
-    command = message.parse_entity(message.entities[0])
-    return text[len(command) :].strip() if text.startswith(command) else text.strip()
+    entity = message.entities[0]
+    # UTF-16 with surrogatepass, as PTB's parse_entity counts, but a lone surrogate (a broken client's
+    # text) cannot make it raise and lose the words after the command.
+    units = text.encode("utf-16-le", "surrogatepass")
+    end = 2 * (entity.offset + entity.length)
+    command = units[:end].decode("utf-16-le", "surrogatepass")
+    rest = units[end:].decode("utf-16-le", "surrogatepass")
+    return rest.strip() if text.startswith(command) else text.strip()
 
 
 def is_start_parameter(words: str) -> bool:
@@ -643,8 +649,8 @@ class TelegramLine:
         except Exception as error:  # noqa: BLE001 - anything PTB cannot read is a bad request
             log.warning("telegram: malformed update refused (%s)", type(error).__name__)
             return json_response({"error": "malformed update"}, status=400)
-        if update is None:
-            log.warning("telegram: malformed update refused (not an object)")
+        if update is None or not well_formed(update):
+            log.warning("telegram: malformed update refused (not an object, or ids that are no integers)")
             return json_response({"error": "malformed update"}, status=400)
         kept = self.acks.expect(update)
         await application.update_queue.put(update)
@@ -653,6 +659,17 @@ class TelegramLine:
             log.error("telegram: update %s not kept in time; Telegram will redeliver it", update.update_id)
             return json_response({"error": "not kept yet"}, status=status)
         return empty(status=200)
+
+
+def well_formed(update: Update) -> bool:
+    """PTB's `de_json` does not check types: a chat or user id that is no integer would fail only in the
+    handler, the webhook would answer 503 and Telegram would send it again for ever. It is refused here."""
+    ids = [update.update_id]
+    if update.effective_chat is not None:
+        ids.append(update.effective_chat.id)
+    if update.effective_user is not None:
+        ids.append(update.effective_user.id)
+    return all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
 
 
 class TelegramSender:

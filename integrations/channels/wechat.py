@@ -140,6 +140,19 @@ _REFUSALS: Mapping[int, type[Exception]] = {
 }
 
 
+# Characters XML 1.0 cannot hold (control characters but tab and line ends, U+FFFE, U+FFFF, surrogates):
+# one of them in a child's message would make the whole body unparsable, and its words lost.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_safe(xml: bytes | str) -> str:
+    """The body with what XML cannot hold removed, and bytes that are not UTF-8 replaced, so its words
+    are parsed, screened and answered. The signature covers the query (and, encrypted, the envelope),
+    never these characters, so this changes nothing that was verified."""
+    text = xml.decode("utf-8", errors="replace") if isinstance(xml, bytes) else xml
+    return _NOT_XML.sub("", text)
+
+
 class _RedactCredentials(logging.Filter):
     """WeChat's API takes the AppSecret (token requests) and the access token in the query string, which
     urllib3 writes to its debug log: they are blanked there."""
@@ -335,7 +348,7 @@ class WeChatChannel:
             except Exception as error:  # noqa: BLE001 - any fault of the envelope is the sender's
                 raise _Refused(400, f"undecryptable:{type(error).__name__}") from None
         try:
-            message = parse_message(xml)
+            message = parse_message(xml_safe(xml))
             if message is None:
                 raise ValueError("empty body")
             if not message.source or not message.target:

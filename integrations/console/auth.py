@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from integrations.console.sessions import (
     Device,
     DeviceCookies,
 )
+from integrations.inbound import storable
 from integrations.limits import AttemptLimiter, FailureLockout
 from records import accounts, audit
 from records.models import Counsellor, CounsellorRole, utcnow
@@ -66,6 +68,8 @@ ADDRESS_FAILURE_LIMIT = 20
 FAILURE_WINDOW_SECONDS = 15 * 60.0
 LOCKOUT_SECONDS = 15 * 60.0
 _HANDLE_LABEL = b"xinqiao.console.sign-in-handle:"
+# What a handle that cannot be stored is checked as: encodable, and no counsellor's (handles are ASCII).
+NO_SUCH_HANDLE = "\ufffd"
 
 log = logging.getLogger(__name__)
 console_auth = Blueprint("console_auth")
@@ -284,6 +288,10 @@ def require_counsellor(*roles: CounsellorRole | str) -> Callable[[Handler], Hand
 
 
 def _credentials(request: Request) -> tuple[str, str] | None:
+    """The typed handle and password, or None for a body that is not one. Credentials are never
+    cleaned into something else: a handle or password holding what cannot be encoded or stored (a lone
+    surrogate, a NUL) is a wrong one, checked with the same work as any other attempt (a handle no
+    counsellor has, a password no hash matches)."""
     try:
         body = request.json
     except Exception:  # noqa: BLE001 - Sanic raises its own error type for malformed JSON
@@ -293,6 +301,10 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     handle, password = body.get("handle"), body.get("password")
     if not isinstance(handle, str) or not isinstance(password, str):
         return None
+    if storable(handle) != handle:
+        handle = NO_SUCH_HANDLE
+    if storable(password) != password:
+        password = secrets.token_hex(16)
     return handle, password
 
 

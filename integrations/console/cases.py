@@ -25,6 +25,7 @@ from integrations.console.auth import require_counsellor
 from integrations.console.content import console_texts
 from integrations.engine_client import EngineUnavailable
 from integrations.inbound import InvalidMessage, clean_text
+from integrations.request_body import MAX_ID, json_object
 from records import audit, cases, deliveries, handoff, unanswered
 from records.cases import SEES_EVERY_CASE, CaseError
 from records.models import (
@@ -57,7 +58,7 @@ def error(code: str, status: int) -> HTTPResponse:
 
 async def case_for(request: Request, session: AsyncSession, case_id: int) -> Case | HTTPResponse:
     """The case, when the signed-in counsellor may open it; else the answer to send (404 or 403)."""
-    case = await session.get(Case, case_id)
+    case = await session.get(Case, case_id) if 0 < case_id <= MAX_ID else None
     if case is None:
         return error("no_case", 404)
     if not await cases.may_open(session, request.ctx.counsellor, case):
@@ -66,8 +67,9 @@ async def case_for(request: Request, session: AsyncSession, case_id: int) -> Cas
 
 
 def body_of(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or an empty one for anything else."""
-    return request.json if isinstance(request.json, dict) else {}
+    """The request's JSON object, its strings storable, or an empty one for anything else (malformed
+    JSON included): each route then refuses what is missing with its own error code."""
+    return json_object(request) or {}
 
 
 @console_cases.get("/queue")

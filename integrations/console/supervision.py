@@ -16,13 +16,13 @@ is never resumed here: a held conversation stays held.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from integrations.console.auth import require_counsellor
 from integrations.paging.senders import ReassignedAway
+from integrations.request_body import MAX_ID, json_object
 from records import reports, supervision
 from records.cases import CaseError
 from records.models import AssignmentRole, CounsellorRole, utcnow
@@ -69,16 +69,17 @@ async def counsellors(request: Request) -> HTTPResponse:
 
 
 def _reassign_body(request: Request) -> tuple[str, int] | None:
-    try:
-        body: Any = request.json
-    except Exception:  # noqa: BLE001 - Sanic raises its own error type for malformed JSON
-        return None
-    if not isinstance(body, dict):
+    body = json_object(request)
+    if body is None:
         return None
     role, counsellor_id = body.get("role"), body.get("counsellor_id")
     if not isinstance(role, str) or role not in {r.value for r in AssignmentRole}:
         return None
-    if isinstance(counsellor_id, bool) or not isinstance(counsellor_id, int) or counsellor_id <= 0:
+    if (
+        isinstance(counsellor_id, bool)
+        or not isinstance(counsellor_id, int)
+        or not 0 < counsellor_id <= MAX_ID
+    ):
         return None
     return role, counsellor_id
 
@@ -89,6 +90,8 @@ async def reassign(request: Request, case_id: int) -> HTTPResponse:
     wanted = _reassign_body(request)
     if wanted is None:
         return _error("bad_request", 400)
+    if not 0 < case_id <= MAX_ID:
+        return _error("no_case", 404)
     role, counsellor_id = wanted
     async with request.app.ctx.sessions() as session:
         try:

@@ -21,7 +21,7 @@ class SessionTokens:
             return None
         try:
             data = self._serializer.loads(token, max_age=self._max_age)
-        except BadSignature:
+        except (BadSignature, UnicodeError):  # a lone surrogate cannot even be encoded: forged all the same
             return None
         conversation = data.get("c") if isinstance(data, dict) else None
         return conversation if isinstance(conversation, str) else None

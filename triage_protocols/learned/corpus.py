@@ -12,6 +12,8 @@ Everything is read from files in the repository, so a fresh clone trains without
   count in a figure (`Row.real`). For the red head its unrelated and passive-wish rows are "not red";
   plans, attempts, active intent and method questions may be red or orange, so they do not say.
 - `tests/triage/data/own_labelled.tsv`: the team's labelled set (orange and red are at risk).
+- `data/risk_corpus/everyday/everyday.tsv`: the team's calm statements of where one is and what one is
+  doing, and answers to "are you safe now" (see its README): "我现在在…" is not a crisis.
 - `data/nlu/*.yml`: the dialogue engine's training examples, everyday conversation in the way students
   and parents write (greetings, school, family, topics of distress), labelled through the protocol's
   `intents.yml`: a crisis intent is at risk (red or orange: not said), every other intent is not. Without
@@ -38,6 +40,7 @@ from triage_protocols.results import Level
 ROOT = Path(__file__).resolve().parents[2]
 PSYSUICIDE = ROOT / "data" / "risk_corpus" / "psysuicide" / "valid.json"
 OWN_LABELLED = ROOT / "tests" / "triage" / "data" / "own_labelled.tsv"
+EVERYDAY = ROOT / "data" / "risk_corpus" / "everyday" / "everyday.tsv"
 NLU = ROOT / "data" / "nlu"
 # Rasa's annotations inside an example: [孩子](who) or [孩子]{"entity": "who"} -> 孩子
 _ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
@@ -148,7 +151,13 @@ def protocol_examples(protocol: Protocol) -> list[Row]:
 def training_rows(protocol: Protocol | None = None) -> list[Row]:
     """Every training row, in a fixed order (so training is deterministic)."""
     loaded = protocol or load_protocol()
-    return psysuicide() + labelled_tsv(OWN_LABELLED, "own") + nlu_examples(loaded) + protocol_examples(loaded)
+    return (
+        psysuicide()
+        + labelled_tsv(OWN_LABELLED, "own")
+        + labelled_tsv(EVERYDAY, "everyday")
+        + nlu_examples(loaded)
+        + protocol_examples(loaded)
+    )
 
 
 def fingerprint(rows: list[Row], params: dict[str, object]) -> str:
