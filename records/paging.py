@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from records import outbox
+from records.models import Case
 
 PAGE = "page"
 
@@ -42,3 +43,30 @@ async def page(
         available_at=at,
         created_at=at,
     )
+
+
+async def page_all(
+    session: AsyncSession,
+    case: Case,
+    recipients: list[int],
+    reason: str,
+    stage: int | str,
+    now: datetime,
+    **detail: Any,
+) -> list[int]:
+    """Pages each recipient about the case at its level; returns those paged now (a page already
+    written for the same case, reason, level, stage and person is not written again)."""
+    return [
+        counsellor_id
+        for counsellor_id in recipients
+        if await page(
+            session,
+            case_id=case.id,
+            counsellor_id=counsellor_id,
+            reason=reason,
+            level=case.level,
+            stage=stage,
+            at=now,
+            **detail,
+        )
+    ]

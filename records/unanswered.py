@@ -79,20 +79,9 @@ async def _page_followers(session: AsyncSession, case: Case, message: Message, n
     )
     first = case.claimed_by or lead
     recipients = [first] if first is not None else [s.id for s in await staffing.supervisors(session, now)]
-    paged: list[int] = []
-    for counsellor_id in recipients:
-        if await paging.page(
-            session,
-            case_id=case.id,
-            counsellor_id=counsellor_id,
-            reason=REASON,
-            level=case.level,
-            stage=f"m{message.id}",
-            at=now,
-            message_id=message.id,
-        ):
-            paged.append(counsellor_id)
-    return paged
+    return await paging.page_all(
+        session, case, recipients, REASON, f"m{message.id}", now, message_id=message.id
+    )
 
 
 async def assistant_failed(session: AsyncSession, case_ids: Sequence[int]) -> set[int]:

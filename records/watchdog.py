@@ -12,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +93,7 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
     if not recipients:  # no one left on call, or the ladder says supervisor
         step = "supervisor"
         recipients = [s.id for s in await staffing.supervisors(session, now)]
-    paged = await _page_all(
+    paged = await paging.page_all(
         session,
         case,
         recipients,
@@ -119,33 +118,6 @@ async def _take_step(session: AsyncSession, case: Case, now: datetime) -> bool:
     if not paged:
         log.error("case %s unclaimed at stage %s and nobody left to page", case.id, stage + 1)
     return True
-
-
-async def _page_all(
-    session: AsyncSession,
-    case: Case,
-    recipients: list[int],
-    reason: str,
-    stage: int | str,
-    now: datetime,
-    **detail: Any,
-) -> list[int]:
-    """Pages each recipient about the case at its level; returns those paged now (a page already
-    written for the same case, reason, level, stage and person is not written again)."""
-    return [
-        counsellor_id
-        for counsellor_id in recipients
-        if await paging.page(
-            session,
-            case_id=case.id,
-            counsellor_id=counsellor_id,
-            reason=reason,
-            level=case.level,
-            stage=stage,
-            at=now,
-            **detail,
-        )
-    ]
 
 
 async def _next_on_call(session: AsyncSession, case: Case, now: datetime) -> list[int]:
@@ -193,7 +165,7 @@ async def page_overdue_follow_ups(session: AsyncSession, *, now: datetime, batch
             staff.insert(0, case.claimed_by)
         if not staff:
             staff = [s.id for s in await staffing.supervisors(session, now)]
-        await _page_all(
+        await paging.page_all(
             session,
             case,
             staff,
@@ -252,7 +224,7 @@ async def page_unanswered_held(session: AsyncSession, *, now: datetime, batch: i
         if written_at is None or now - written_at < deadline:
             continue
         recipients = [holder, *(s.id for s in await staffing.supervisors(session, now) if s.id != holder)]
-        paged = await _page_all(
+        paged = await paging.page_all(
             session, case, recipients, "held_unanswered", f"m{message_id}", now, message_id=message_id
         )
         if paged:

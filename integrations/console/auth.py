@@ -53,6 +53,7 @@ from integrations.console.sessions import (
 )
 from integrations.inbound import storable
 from integrations.limits import AttemptLimiter, FailureLockout
+from integrations.request_body import client_address
 from records import accounts, audit
 from records.models import Counsellor, CounsellorRole, utcnow
 
@@ -177,11 +178,6 @@ def _sign_in_source(request: Request, handle: str, address: str) -> SignInSource
     ).hexdigest()
     devices = _devices(request).read(request.cookies.get(DEVICE_COOKIE))
     return SignInSource(_lockouts(request), devices, address, handle_key)
-
-
-def _client_address(request: Request) -> str:
-    """The proxy-reported address when Sanic is configured to trust a proxy, else the peer's."""
-    return request.remote_addr or request.ip or "unknown"
 
 
 def _sessions(request: Request) -> ConsoleSessions:
@@ -312,7 +308,7 @@ def _credentials(request: Request) -> tuple[str, str] | None:
 async def login(request: Request) -> JSONResponse:
     """Signs in. Wrong credentials and an unknown handle answer 401 bad_credentials alike; a locked-out
     source answers 423 locked, for an unknown handle as for a known one (see the module's docstring)."""
-    address = _client_address(request)
+    address = client_address(request)
     if not _limiter(request).allow(address):
         log.warning("console sign-in rate limit reached for a client")
         return _error("rate_limited", 429)

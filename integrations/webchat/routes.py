@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from integrations.content import gateway_texts
 from integrations.inbound import InboundMessage, InvalidMessage, clean_text, storable
+from integrations.request_body import client_address
 from integrations.switchboard import Outcome, Reply
 from integrations.triage_gate import ESCALATING
 from integrations.webchat.limits import RETRY_AFTER_SECONDS, WebchatLimits
@@ -53,11 +54,6 @@ def _limits(request: Request) -> WebchatLimits:
     if limits is None:
         limits = request.app.ctx.webchat_limits = WebchatLimits()
     return limits
-
-
-def _client_address(request: Request) -> str:
-    """The proxy-reported address when Sanic is configured to trust a proxy, else the peer's."""
-    return request.remote_addr or request.ip or "unknown"
 
 
 def _error(code: str, status: int, **values: Any) -> JSONResponse:
@@ -110,7 +106,7 @@ async def page(_: Request) -> HTTPResponse:
 async def new_session(request: Request) -> JSONResponse:
     body = _body(request) or {}
     audience = body.get("audience") if body.get("audience") in ("student", "parent") else None
-    if not _limits(request).new_session(_client_address(request)):
+    if not _limits(request).new_session(client_address(request)):
         return _too_fast("session_down")
     try:
         async with request.app.ctx.sessions() as session:
@@ -155,7 +151,7 @@ async def send_message(request: Request) -> JSONResponse:
         )
         assessment = switchboard.assess(inbound)
         verdict = _limits(request).message(
-            conversation_id, _client_address(request), escalating=assessment.get("level") in ESCALATING
+            conversation_id, client_address(request), escalating=assessment.get("level") in ESCALATING
         )
         if verdict.refused:
             return _too_fast("rate_limited")
