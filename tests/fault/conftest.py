@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from records.migrate import upgrade
+
 TEST_CLIENT_URL = "//mockserver"
 _formatter = logging.Formatter()
 
@@ -109,3 +111,10 @@ def leaks(records: list[logging.LogRecord], registry: Forbidden) -> list[str]:
                 found.append(f"{record.name} {record.levelname}: {what} {value[:40]!r} in {text[:400]!r}")
                 break
     return found
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> str:
+    """A migrated SQLite store for one property test (PostgreSQL gets the fixed inputs only)."""
+    upgrade(sqlite_url)
+    return sqlite_url

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from sanic import Sanic
 from sqlalchemy import select
 
-from records.migrate import upgrade
 from records.models import Message, Note
 from tests.fault import support
 from tests.fault.conftest import Forbidden
@@ -104,12 +103,6 @@ def sanic_json_error(response: Any) -> bool:
     """Sanic's own English error, as JSON (FALLBACK_ERROR_FORMAT)."""
     body = response.json
     return isinstance(body, dict) and "description" in body and "error" not in body
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    return sqlite_url
 
 
 @pytest.fixture

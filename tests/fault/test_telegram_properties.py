@@ -26,7 +26,6 @@ from integrations.channels.telegram import (
     external_id_of,
     telegram_plugin,
 )
-from records.migrate import upgrade
 from tests.channels import telegram_payloads as tg
 from tests.channels.line import Line, line_for
 from tests.channels.standin import StandIn, running_stand_in
@@ -102,12 +101,6 @@ class TelegramLine:
     def close(self) -> None:
         self.runner.run(self.store.close())
         self.runner.close()
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    return sqlite_url
 
 
 @pytest.fixture

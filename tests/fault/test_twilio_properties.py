@@ -26,7 +26,6 @@ from integrations.channels.twilio_common import SIGNATURE_HEADER, TwilioSettings
 from integrations.channels.voice import voice_plugin
 from integrations.channels.voice_calls import VoiceSettings
 from integrations.gateway.app import create_app
-from records.migrate import upgrade
 from tests.channels.standin import StandIn, running_stand_in
 from tests.channels.twilio_signing import incoming_sms, message_created
 from tests.fault import support
@@ -121,12 +120,6 @@ class TwilioLine:
 
         self.runner.run(stop())
         self.runner.close()
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    return sqlite_url
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from sanic import Sanic
 
 from integrations.gateway.app import create_app
 from integrations.inbound import storable
-from records.migrate import upgrade
 from tests.fault import support
 from tests.fault.conftest import Forbidden
 from tests.fault.support import MISSING, Runner, Store, examples, field, without_missing
@@ -28,12 +27,6 @@ from tests.unit.fakes import FakeEngine
 Sanic.test_mode = True
 
 AUDIENCES = st.sampled_from([None, "student", "parent"])
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    return sqlite_url
 
 
 class Chat:

@@ -22,7 +22,6 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 
 from integrations.channels import wechat
-from records.migrate import upgrade
 from tests.channels import wechat_payloads as wx
 from tests.channels.line import Line, line_for
 from tests.channels.standin import StandIn, running_stand_in
@@ -103,12 +102,6 @@ class WeChatLine:
     def close(self) -> None:
         self.runner.run(self.store.close())
         self.runner.close()
-
-
-@pytest.fixture
-def db(sqlite_url: str) -> str:
-    upgrade(sqlite_url)
-    return sqlite_url
 
 
 @pytest.fixture
