@@ -103,7 +103,7 @@ def main() -> None:
     rows = []
     with benchmark_stack() as stack:
         rows.append(("SQLite", asyncio.run(_measure(stack, args.conversations))))
-    with fresh_postgres() as url, benchmark_stack(url) as stack:
+    with fresh_postgres() as url, benchmark_stack(database_url=url) as stack:
         rows.append(("PostgreSQL", asyncio.run(_measure(stack, args.conversations))))
     print(f"\nred web-chat message → the supervisor's console feed ({args.conversations} at once)\n")
     print(

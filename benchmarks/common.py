@@ -43,11 +43,16 @@ def fresh_postgres() -> Iterator[str]:
 
 
 @contextmanager
-def benchmark_stack(database_url: str | None = None) -> Iterator[Stack]:
+def benchmark_stack(
+    extra_env: dict[str, str] | None = None, database_url: str | None = None
+) -> Iterator[Stack]:
     """A fresh stack with its own databases in a temporary folder, so runs do not disturb `make run`.
-    The store is SQLite there unless `database_url` names another (an empty PostgreSQL database)."""
+    The store is SQLite there unless `database_url` names another (an empty PostgreSQL database);
+    `extra_env` is added to the three processes' environment."""
     with tempfile.TemporaryDirectory(prefix="xinqiao-bench-") as work:
-        config = StackConfig.isolated(Path(work), {"XINQIAO_RETRY_INTERVAL_SECONDS": "3600"})
+        config = StackConfig.isolated(
+            Path(work), {"XINQIAO_RETRY_INTERVAL_SECONDS": "3600", **(extra_env or {})}
+        )
         if database_url:
             config.database_url = database_url
         upgrade(config.database_url)
