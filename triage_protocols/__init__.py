@@ -9,6 +9,7 @@ and validates them once, and offers:
     next_item(name, answers) -> Item | None                             the next question for a form
     instrument(name) -> Instrument                                      items, options, preamble, sources
     assess_intent(intent, audience) -> Assessment                       Rasa's intent, through the protocol
+    gate_crisis_intent(intent, confidence, score) -> crisis|ask|none     does the NLU's crisis intent open a case
     combine(*assessments_or_results) -> Assessment                      highest level wins, reasons kept
     level_spec(level) -> LevelSpec                                      deadline, staffing, escalation steps
 
@@ -16,7 +17,7 @@ and a command line (`python -m triage_protocols assess | check`). The package st
 dependency on the gateway or Rasa.
 """
 
-from triage_protocols.combine import assess_intent, combine
+from triage_protocols.combine import assess_intent, combine, gate_crisis_intent
 from triage_protocols.engine import screen
 from triage_protocols.instruments import instrument, next_item, questions, score
 from triage_protocols.loader import ProtocolError, load_protocol
@@ -43,6 +44,7 @@ __all__ = [
     "Signal",
     "assess_intent",
     "combine",
+    "gate_crisis_intent",
     "instrument",
     "level_spec",
     "load_protocol",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from triage_protocols.combine import assess_intent
+from triage_protocols.combine import assess_intent, gate_crisis_intent
 from triage_protocols.engine import Screener
 from triage_protocols.instruments import score
 from triage_protocols.loader import Protocol, load_protocol
@@ -58,6 +58,8 @@ def cases(protocol: Protocol | None = None) -> list[Case]:
         found.append(
             Case("intents.yml", f"intent {item.intent}", _intent_case(loaded, item.intent, item.level))
         )
+    for number, gate in enumerate(loaded.intents.crisis_gate_examples, start=1):
+        found.append(Case("intents.yml", f"crisis gate {number} ({gate.intent})", _gate_case(loaded, gate)))
     for name, spec in loaded.instruments.items():
         for number, example in enumerate(spec.examples, start=1):
             found.append(
@@ -113,6 +115,14 @@ def _intent_case(protocol: Protocol, intent: str, level):  # type: ignore[no-unt
     def check() -> str | None:
         got = assess_intent(intent, protocol=protocol).level
         return None if got == level else f"expected {level}, got {got}"
+
+    return check
+
+
+def _gate_case(protocol: Protocol, example):  # type: ignore[no-untyped-def]
+    def check() -> str | None:
+        got = gate_crisis_intent(example.intent, example.confidence, example.score, example.rule, protocol)
+        return None if got == example.outcome else f"expected {example.outcome}, got {got}"
 
     return check
 

@@ -8,6 +8,7 @@ orange because of ideation and the ASQ then said red, not only "red". Rasa's int
 from __future__ import annotations
 
 from triage_protocols.loader import Protocol, load_protocol
+from triage_protocols.models import GateOutcome
 from triage_protocols.results import Assessment, Audience, Level, Reason, Result, highest
 
 
@@ -20,6 +21,32 @@ def assess_intent(
     level = loaded.intents.intents.get(name, Level.GREEN)
     rule = f"intent:{name}" if name else "intent:none"
     return Assessment(level, rule, (), loaded.version, audience, (Reason("intent", name or "none", level),))
+
+
+def gate_crisis_intent(
+    intent: str | None,
+    confidence: float,
+    score: float | None,
+    rule: str | None = None,
+    protocol: Protocol | None = None,
+) -> GateOutcome:
+    """Whether a crisis intent the NLU predicted opens a case ("crisis"), leads to one gentle question
+    ("ask") or was a misreading ("none"), under `crisis_gate` in intents.yml. `score` is the learned
+    screen's at-risk score of the same message (None when it had no model: the confidence decides
+    alone), `rule` the rule the lexicon decided by (a denial it read, 我不会自杀的, is asked about, never
+    escalated by the NLU). Only for messages the screen put below orange: at orange the NLU is never
+    asked. An intent the protocol does not put at orange or above is no crisis ("none")."""
+    loaded = protocol or load_protocol()
+    if not loaded.intents.intents.get(intent or "", Level.GREEN).at_least(Level.ORANGE):
+        return "none"
+    gate = loaded.intents.crisis_gate
+    denied = rule is not None and rule in loaded.learned.denial_rules
+    reaches = lambda least: score is None or score >= least  # noqa: E731 - a one-line test, used twice
+    if confidence >= gate.confirm_confidence and reaches(gate.confirm_score_from) and not denied:
+        return "crisis"
+    if confidence >= gate.ask_confidence and reaches(gate.ask_score_from):
+        return "ask"
+    return "none"
 
 
 def combine(*parts: Assessment | Result | None) -> Assessment:

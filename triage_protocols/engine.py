@@ -23,6 +23,7 @@ not an input), the message gets ENGINE_ERROR_LEVEL so that a person looks at it,
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -173,7 +174,8 @@ class Screener:
         if not hits:
             # one immutable lexicon result serves every quiet message; the model's verdict is added to it
             nothing = self._nothing[audience]
-            return self._unsure(self._with_learned(nothing, scores, status, len(text)), scores, idiom)
+            letters = _letters(normalised_text.text)
+            return self._unsure(self._with_learned(nothing, scores, status, len(text), letters), scores, idiom)
         extra: list[tuple[_Hit, Any]] = []
         if context and any(h.status == "present" for h in hits):
             for offset, previous in enumerate(reversed(context), start=1):
@@ -204,7 +206,8 @@ class Screener:
             audience=audience,
             reasons=(Reason("screen", rule_id, level),),
         )
-        return self._unsure(self._with_learned(lexicon, scores, status, len(text)), scores, idiom)
+        letters = _letters(normalised_text.text)
+        return self._unsure(self._with_learned(lexicon, scores, status, len(text), letters), scores, idiom)
 
     def _unsure(
         self, assessment: Assessment, scores: tuple[float, float | None] | None, idiom: bool
@@ -241,14 +244,15 @@ class Screener:
             log.error("learned screen failed (%s); lexicon only for this message", type(error).__name__)
             return None, "failed"
 
-    def _learned_level(self, at_risk: float, red: float | None, lexicon: Assessment) -> Level:
+    def _learned_level(self, at_risk: float, red: float | None, lexicon: Assessment, letters: int) -> Level:
         """The level the scores reach under learned.yml. A denial the lexicon read needs `after_denial`;
-        the red head counts only for a message already at orange or above, by either screen."""
+        a message shorter than `min_chars` letters is not raised by the model alone; the red head counts
+        only for a message already at orange or above, by either screen."""
         thresholds = self.protocol.learned
         orange_at = thresholds.orange
         if lexicon.rule in thresholds.denial_rules and thresholds.after_denial is not None:
             orange_at = thresholds.after_denial
-        level = Level.ORANGE if at_risk >= orange_at else Level.GREEN
+        level = Level.ORANGE if at_risk >= orange_at and letters >= thresholds.min_chars else Level.GREEN
         escalated = level == Level.ORANGE or lexicon.level.at_least(Level.ORANGE)
         if escalated and thresholds.red is not None and red is not None and red >= thresholds.red:
             return Level.RED
@@ -260,6 +264,7 @@ class Screener:
         scores: tuple[float, float | None] | None,
         status: Any,
         length: int = 0,
+        letters: int = 0,
     ) -> Assessment:
         """Both screens in one assessment: the higher level wins. The model's verdict is always recorded;
         when it raised the level, its rule and reason replace the lexicon's rule (and join its reasons),
@@ -279,7 +284,7 @@ class Screener:
         verdict = LearnedVerdict(
             self.learned.model.version,
             round(at_risk, 4),
-            self._learned_level(at_risk, red, lexicon),
+            self._learned_level(at_risk, red, lexicon, letters),
             None if red is None else round(red, 4),
         )
         raised = verdict.level.rank > lexicon.level.rank
@@ -476,6 +481,12 @@ def _learned_signal(level: Level, lexicon: Assessment, length: int) -> Signal:
         subject = "other" if lexicon.audience == "parent" else "self"
     kind = "red" if level == Level.RED else "at_risk"
     return Signal(f"{LEARNED_CATEGORY}.{kind}", LEARNED_CATEGORY, (0, length), "present", subject, "text")
+
+
+def _letters(text: str) -> int:
+    """How many letters a message has: characters that are neither white space nor punctuation nor
+    symbols (Unicode categories Z*, P*, S*, C*), so "今晚！！" counts 2 and an emoji counts 0."""
+    return sum(1 for c in text if unicodedata.category(c)[0] in "LN")
 
 
 def _masked_death_word(normalised: str, masked: str) -> bool:

@@ -304,6 +304,9 @@ class LearnedThresholds(Strict):
     # this higher score to raise the message: a denial is followed up (yellow), not treated as risk
     after_denial: Probability | None = None
     denial_rules: tuple[Name, ...] = ()
+    # a message with fewer letters than this (punctuation and spaces not counted) is too short for the
+    # model alone to raise: "今晚" or "我走了" says too little; it may still be asked about (unsure)
+    min_chars: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> LearnedThresholds:
@@ -325,6 +328,8 @@ class Unsure(Strict):
 
     score_from: Probability
     masked_death_word_with: tuple[Name, ...] = ()
+    # after asking, the assistant does not ask again for this many of the person's messages
+    ask_again_after: int = Field(default=10, ge=0)
 
 
 class LearnedFile(HasExamples):
@@ -348,11 +353,55 @@ class IntentExample(Strict):
     level: Level
 
 
+GateOutcome = Literal["crisis", "ask", "none"]
+
+
+class CrisisGate(Strict):
+    """When a crisis intent that the NLU predicted for a message the screen put below orange opens a case
+    (issue 12: the NLU's part). The NLU reads 死 in 笑死我了 or 我死党 as a crisis with high confidence, and
+    the screen has already read the message (masks, both screens) and found it below orange, so the
+    NLU alone does not open a case:
+
+    - `crisis`: the confidence is at least `confirm_confidence` and the learned screen's at-risk score at
+      least `confirm_score_from` (or there is no learned screen), and the lexicon did not read a denial
+      (learned.yml's `denial_rules`: 我不会自杀的): the crisis path, a case;
+    - `ask`: otherwise, when the confidence is at least `ask_confidence` and the score at least
+      `ask_score_from`: one gentle question (learned.yml's `unsure`), no case; the answer decides;
+    - `none`: a misreading (the screen is sure the message is calm, or the NLU unsure of it); the
+      fallback reply.
+    """
+
+    confirm_confidence: Probability
+    confirm_score_from: Probability
+    ask_confidence: Probability
+    ask_score_from: Probability
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CrisisGate:
+        if self.ask_confidence > self.confirm_confidence or self.ask_score_from > self.confirm_score_from:
+            raise ValueError("the ask thresholds must not be above the confirm thresholds")
+        return self
+
+
+class GateExample(Strict):
+    """One embedded example of the crisis gate: what the NLU and the screen said, and the outcome."""
+
+    intent: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    # the rule the lexicon decided by (a denial rule caps the outcome at "ask")
+    rule: str | None = None
+    outcome: GateOutcome
+    note: str | None = None
+
+
 class IntentsFile(Strict):
     """The level each Rasa intent stands for: a model's prediction reaches a level through the protocol."""
 
     intents: dict[Name, Level]
     intent_examples: tuple[IntentExample, ...] = Field(min_length=1)
+    crisis_gate: CrisisGate
+    crisis_gate_examples: tuple[GateExample, ...] = Field(min_length=1)
 
 
 # ---------------------------------------------------------------- instruments/*.yml

@@ -14,6 +14,10 @@ Everything is read from files in the repository, so a fresh clone trains without
 - `tests/triage/data/own_labelled.tsv`: the team's labelled set (orange and red are at risk).
 - `data/risk_corpus/everyday/everyday.tsv`: the team's calm statements of where one is and what one is
   doing, and answers to "are you safe now" (see its README): "我现在在…" is not a crisis.
+- `data/risk_corpus/written/*.tsv`: 2,700 labelled messages written for training by helper sessions that
+  saw only the level definitions (young students, teenagers, parents, and distress without risk; see its
+  README), so the model meets the ways children and parents write (slang, homophones, no word for death)
+  beyond our own set. Never a blind batch's writer, never a blind batch's rows.
 - `data/nlu/*.yml`: the dialogue engine's training examples, everyday conversation in the way students
   and parents write (greetings, school, family, topics of distress), labelled through the protocol's
   `intents.yml`: a crisis intent is at risk (red or orange: not said), every other intent is not. Without
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PSYSUICIDE = ROOT / "data" / "risk_corpus" / "psysuicide" / "valid.json"
 OWN_LABELLED = ROOT / "tests" / "triage" / "data" / "own_labelled.tsv"
 EVERYDAY = ROOT / "data" / "risk_corpus" / "everyday" / "everyday.tsv"
+WRITTEN = ROOT / "data" / "risk_corpus" / "written"
 NLU = ROOT / "data" / "nlu"
 # Rasa's annotations inside an example: [孩子](who) or [孩子]{"entity": "who"} -> 孩子
 _ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
@@ -155,6 +160,7 @@ def training_rows(protocol: Protocol | None = None) -> list[Row]:
         psysuicide()
         + labelled_tsv(OWN_LABELLED, "own")
         + labelled_tsv(EVERYDAY, "everyday")
+        + [row for path in sorted(WRITTEN.glob("*.tsv")) for row in labelled_tsv(path, f"written:{path.stem}")]
         + nlu_examples(loaded)
         + protocol_examples(loaded)
     )
