@@ -34,7 +34,9 @@ class ActionCrisisSupport(XinqiaoAction):
             subject=tracker.get_slot("risk_subject") or "self",
             **turn_risk(tracker),
         )
-        guidance = guidance_for(intent, self.audience_of(tracker), signal_ids(tracker))
+        # guidance is written for parents: a student never reads it, whichever intent the NLU predicted
+        audience = self.audience_of(tracker)
+        guidance = guidance_for(intent, audience, signal_ids(tracker)) if audience == "parent" else None
         if guidance is not None:
             self.guidance(dispatcher, guidance)
         return []

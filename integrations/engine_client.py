@@ -94,6 +94,22 @@ class RasaClient:
         except (httpx.HTTPError, ValueError, AttributeError) as error:
             raise EngineUnavailable(type(error).__name__) from error
 
+    async def set_audience(self, sender_id: str, audience: str) -> None:
+        """Starts the conversation's session in the engine knowing who writes (Rasa's `audience` slot),
+        before its first turn. Rasa orders a tracker's events by their time, and a session start made for
+        a slot event would come after it and reset it, so the session start is sent first in the same
+        list. It goes through Rasa's own HTTP API and needs no action server: a conversation that begins
+        while the action server is down still follows its rules."""
+        await self._events(
+            sender_id,
+            [
+                {"event": "action", "name": "action_session_start"},
+                {"event": "session_started"},
+                {"event": "action", "name": "action_listen"},
+                {"event": "slot", "name": "audience", "value": audience},
+            ],
+        )
+
     async def pause(self, sender_id: str) -> None:
         """Pauses the conversation in Rasa while a counsellor holds it: Rasa still logs what it is sent,
         but runs no action. The switchboard does not send it the child's messages meanwhile; this is
@@ -104,11 +120,14 @@ class RasaClient:
         await self._event(sender_id, "resume")
 
     async def _event(self, sender_id: str, event: str) -> None:
+        await self._events(sender_id, [{"event": event}])
+
+    async def _events(self, sender_id: str, events: list[dict[str, Any]]) -> None:
         try:
             response = await self._http.post(
                 f"{self._base}/conversations/{sender_id}/tracker/events",
                 params={"token": self._token, "include_events": "NONE"},
-                json=[{"event": event}],
+                json=events,
                 timeout=self._timeout,
             )
             response.raise_for_status()

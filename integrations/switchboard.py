@@ -34,7 +34,15 @@ from integrations.content import failsafe_text, gateway_texts
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
 from integrations.paging.senders import ChatEvent
-from integrations.triage_gate import ESCALATING, present_signal_ids, risk_metadata, route_for, subject_at_risk
+from integrations.triage_gate import (
+    ASK_WHEN_UNSURE,
+    ESCALATING,
+    asks_when_unsure,
+    present_signal_ids,
+    risk_metadata,
+    route_for,
+    subject_at_risk,
+)
 from records import handoff, messages, unanswered
 from records.escalation import Escalation, EscalationResult
 from records.models import Author, InboundStatus, Message, utcnow
@@ -46,6 +54,8 @@ log = logging.getLogger(__name__)
 
 class Engine(Protocol):
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]: ...
+
+    async def set_audience(self, sender_id: str, audience: str) -> None: ...
 
     async def trigger(self, sender_id: str, intent: str, entities: dict[str, Any]) -> list[BotReply]: ...
 
@@ -325,6 +335,9 @@ class Switchboard:
 
     async def _ask_engine(self, inbound: Message, metadata: dict[str, Any]) -> list[BotReply]:
         assessment = inbound.assessment or {}
+        audience = await self._audience_to_introduce(inbound)
+        if audience is not None:  # before its first turn, the engine learns who writes
+            await self._engine.set_audience(inbound.conversation_id, audience)
         # Only an orange message needs to know whether the ASQ is under way (its answers screen orange).
         loop = None
         if assessment.get("level") == "orange":
@@ -333,7 +346,34 @@ class Switchboard:
         if route.kind == "intent":
             return await self._engine.trigger(inbound.conversation_id, route.intent, route.entities)
         metadata = {**metadata, "risk": risk_metadata(assessment)} if assessment else metadata
-        return await self._engine.send(inbound.conversation_id, inbound.text, metadata)
+        replies = await self._engine.send(inbound.conversation_id, inbound.text, metadata)
+        if asks_when_unsure(assessment):
+            replies += await self._ask_when_unsure(inbound.conversation_id, assessment)
+        return replies
+
+    async def _ask_when_unsure(self, conversation_id: str, assessment: dict[str, Any]) -> list[BotReply]:
+        """After the answer, one gentle question (the engine's rule decides whether it was just asked);
+        never inside a form, whose questions come one at a time. The message is answered already, so an
+        engine that fails now costs the question, not the answer."""
+        try:
+            if await self._engine.active_loop(conversation_id) is not None:
+                return []
+            return await self._engine.trigger(
+                conversation_id, ASK_WHEN_UNSURE, {"risk_level": assessment.get("level")}
+            )
+        except EngineUnavailable as error:
+            log.warning("the question after an unsure message was not asked (%s)", type(error).__name__)
+            return []
+
+    async def _audience_to_introduce(self, inbound: Message) -> str | None:
+        """The conversation's audience, at its first message. A store that fails now (the message is
+        stored already) costs the wording, never the answer: the replies then read as for a student."""
+        try:
+            async with self._sessions() as session:
+                return await messages.audience_to_introduce(session, inbound)
+        except STORE_FAULTS as error:
+            log.warning("audience of message %s not read (%s)", inbound.id, type(error).__name__)
+            return None
 
     async def _keep(
         self,

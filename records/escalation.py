@@ -57,9 +57,10 @@ from triage_protocols import Level, level_spec, protocol_version
 
 log = logging.getLogger(__name__)
 
-# Where an escalation comes from. A level whose case policy is `on_request` opens a case only for the
+# Where an escalation comes from ("question": the person said yes to the assistant's gentle question about
+# thoughts of self-harm or suicide). A level whose case policy is `on_request` opens a case only for the
 # origins in REQUESTED; `always` opens one for every origin.
-Origin = Literal["screen", "intent", "instrument", "handoff", "checkin", "counsellor"]
+Origin = Literal["screen", "intent", "instrument", "handoff", "checkin", "counsellor", "question"]
 REQUESTED: frozenset[str] = frozenset({"instrument", "handoff", "checkin", "counsellor"})
 ROLES = (AssignmentRole.LEAD, AssignmentRole.SECOND, AssignmentRole.THIRD)
 # How long one page covers the later cases of a flood from the same source: long enough that a flood

@@ -240,3 +240,20 @@ async def outbound_after(session: AsyncSession, conversation_id: str, after_id: 
             .order_by(Message.id)
         )
     ).all()
+
+
+async def audience_to_introduce(session: AsyncSession, inbound: Message) -> str | None:
+    """The conversation's audience when this is its first message (or a retry of it), else None: the
+    engine is told who writes once, before it answers anyone, and a person who later says who they are
+    is never overruled by what the session was opened as."""
+    earlier = (
+        select(Message.id)
+        .where(
+            Message.conversation_id == inbound.conversation_id,
+            Message.direction == Direction.INBOUND,
+            Message.id < inbound.id,
+        )
+        .exists()
+    )
+    query = select(Conversation.audience).where(Conversation.id == inbound.conversation_id, ~earlier)
+    return await session.scalar(query)

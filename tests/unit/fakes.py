@@ -20,6 +20,7 @@ class FakeEngine:
     loop: str | None = None  # the form Rasa is in
     on_call: Any = None  # an async callable run before answering, to look at the store mid-flight
     paused: set[str] = field(default_factory=set)  # conversations paused for a counsellor
+    audiences: dict[str, str] = field(default_factory=dict)  # who writes, as the gateway told the engine
 
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
         self.calls.append((sender_id, text, metadata))
@@ -38,6 +39,11 @@ class FakeEngine:
         if self.down:
             raise EngineUnavailable("test: engine down")
         return list(self.replies)
+
+    async def set_audience(self, sender_id: str, audience: str) -> None:
+        if self.down:
+            raise EngineUnavailable("test: engine down")
+        self.audiences[sender_id] = audience
 
     async def active_loop(self, sender_id: str) -> str | None:
         if self.down:

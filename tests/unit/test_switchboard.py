@@ -167,3 +167,27 @@ async def test_same_external_id_on_another_channel_is_another_message(sessions: 
     other = await switchboard.receive(InboundMessage("sms", "m1", conversation, "你好"))
     assert not other.duplicate
     assert len(engine.calls) == 2
+
+
+async def test_the_engine_learns_who_writes_before_the_first_message_and_only_then(sessions: Sessions) -> None:
+    async with sessions() as session:
+        conversation = (await messages.create_conversation(session, "webchat", "parent")).id
+    told: list[tuple[str, str]] = []
+
+    class Listening(FakeEngine):
+        async def set_audience(self, sender_id: str, audience: str) -> None:
+            told.append((sender_id, audience))
+            assert self.calls == []  # before the engine hears the words
+
+    engine = Listening()
+    switchboard = Switchboard(sessions, engine)
+    await switchboard.receive(InboundMessage("webchat", "m1", conversation, "孩子最近不想上学"))
+    # a person who says who they are later is never overruled by what the session was opened as
+    await switchboard.receive(InboundMessage("webchat", "m2", conversation, "我其实是学生"))
+    assert told == [(conversation, "parent")]
+
+
+async def test_a_conversation_of_unknown_audience_tells_the_engine_nothing(sessions: Sessions) -> None:
+    engine = FakeEngine()
+    await Switchboard(sessions, engine).receive(_inbound(await _conversation(sessions)))
+    assert engine.audiences == {}

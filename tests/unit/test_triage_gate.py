@@ -128,3 +128,74 @@ def test_green_and_yellow_go_as_text() -> None:
     assert route_for({"level": "green"}).kind == "text"
     assert route_for({"level": "yellow"}).kind == "text"
     assert route_for({}).kind == "text"
+
+
+# ---------------------------------------------------------------- ask, don't guess
+
+
+def unsure_screen(level: str = "green", unsure: str | None = "grey_band", score: float = 0.5):
+    """A screen that says what the test needs (the switchboard takes any screen)."""
+
+    def screen(text: str, audience: str) -> dict:
+        return {
+            "level": level,
+            "rule": "no_signal",
+            "signals": [],
+            "protocol_version": protocol_version(),
+            "learned": {"model": "test", "score": score, "red_score": 0.1, "level": "green"},
+            "learned_status": "ok",
+            "unsure": unsure,
+        }
+
+    return screen
+
+
+async def _say_with(sessions: Sessions, engine: FakeEngine, screen) -> object:  # type: ignore[no-untyped-def]
+    async with sessions() as session:
+        conversation = (await messages.create_conversation(session, "webchat")).id
+    return await Switchboard(sessions, engine, screen=screen).receive(
+        InboundMessage("webchat", "m1", conversation, "也许我消失一下会比较好")
+    )
+
+
+async def test_an_unsure_message_is_answered_and_then_the_question_is_asked(sessions: Sessions) -> None:
+    engine = FakeEngine()
+    outcome = await _say_with(sessions, engine, unsure_screen())
+    [(_, text, metadata)] = engine.calls
+    assert text == "也许我消失一下会比较好"
+    # the actions weigh the NLU against the screen: the score and the mark travel, never the words
+    assert (metadata["risk"]["score"], metadata["risk"]["unsure"]) == (0.5, "grey_band")
+    [(_, intent, entities)] = engine.triggered
+    assert (intent, entities) == ("EXTERNAL_risk_unsure", {"risk_level": "green"})
+    assert len(outcome.replies) == 2  # type: ignore[attr-defined]  # the answer, then the question
+
+
+async def test_a_sure_message_is_only_answered(sessions: Sessions) -> None:
+    engine = FakeEngine()
+    await _say_with(sessions, engine, unsure_screen(unsure=None))
+    assert (len(engine.calls), engine.triggered) == (1, [])
+
+
+async def test_nobody_is_asked_in_the_middle_of_a_form(sessions: Sessions) -> None:
+    engine = FakeEngine(loop="asq_form")
+    await _say_with(sessions, engine, unsure_screen())
+    assert (len(engine.calls), engine.triggered) == (1, [])
+
+
+async def test_an_unsure_mark_never_replaces_the_crisis_path(sessions: Sessions) -> None:
+    engine = FakeEngine()
+    await _say_with(sessions, engine, unsure_screen(level="orange"))
+    assert engine.calls == []
+    assert [intent for _, intent, _ in engine.triggered] == ["EXTERNAL_risk_orange"]
+
+
+async def test_an_engine_that_fails_at_the_question_costs_the_question_not_the_answer(sessions: Sessions) -> None:
+    class FailsAtTheQuestion(FakeEngine):
+        async def trigger(self, sender_id, intent, entities):  # type: ignore[no-untyped-def]
+            self.down = True
+            return await super().trigger(sender_id, intent, entities)
+
+    engine = FailsAtTheQuestion()
+    outcome = await _say_with(sessions, engine, unsure_screen())
+    assert [reply.text for reply in outcome.replies] == ["你好，我在。"]  # type: ignore[attr-defined]
+    assert outcome.status == "answered"  # type: ignore[attr-defined]
