@@ -98,15 +98,17 @@ class RasaClient:
         """Starts the conversation's session in the engine knowing who writes (Rasa's `audience` slot),
         before its first turn. Rasa orders a tracker's events by their time, and a session start made for
         a slot event would come after it and reset it, so the session start is sent first in the same
-        list. It goes through Rasa's own HTTP API and needs no action server: a conversation that begins
-        while the action server is down still follows its rules."""
+        list; the slot comes before the `action_listen` that waits for the first message, because Rasa's
+        fallback rewinds a misunderstood message back to that `action_listen` and would drop the slot
+        with it. It goes through Rasa's own HTTP API and needs no action server: a conversation that
+        begins while the action server is down still follows its rules."""
         await self._events(
             sender_id,
             [
                 {"event": "action", "name": "action_session_start"},
                 {"event": "session_started"},
-                {"event": "action", "name": "action_listen"},
                 {"event": "slot", "name": "audience", "value": audience},
+                {"event": "action", "name": "action_listen"},
             ],
         )
 
