@@ -221,8 +221,11 @@ def sweep_table(
 
 def conversation_report() -> str:
     """Calm conversation: the NLU's held-out paraphrases (benchmarks/data/nlu_heldout.yml; neither screen
-    trains on them), by the level the protocol gives their intent. Below orange, a message at orange or
-    above is a false alarm (a case opened for nothing); a crisis intent should escalate."""
+    trains on them), by the level the protocol gives their intent: everyday talk (green intents: greetings,
+    questions about the service, small talk) and distress (yellow intents: exam stress, a break-up,
+    bullying). Below orange, a message at orange or above is a false alarm (a case opened for nothing),
+    though a distress paraphrase may describe what the protocol calls orange (几个男生放学堵我要钱 is
+    extortion); a crisis intent should escalate."""
     from benchmarks.common import held_out
 
     protocol = load_protocol()
@@ -230,24 +233,42 @@ def conversation_report() -> str:
     levels = protocol.intents.intents
     lines = []
     for name, screener in (("lexicon alone", lexicon), ("both screens", default_screener())):
-        calm = crisis = calm_alarms = crisis_found = asked = 0
+        seen = {Level.GREEN: [0, 0, 0], Level.YELLOW: [0, 0, 0]}  # messages, at orange+, asked
+        crisis = crisis_found = 0
         for text, intent in held_out():
             result = screener.screen(text)
-            if levels.get(intent.split("/")[0], Level.GREEN) in ESCALATED:
+            level = levels.get(intent.split("/")[0], Level.GREEN)
+            if level in ESCALATED:
                 crisis += 1
                 crisis_found += result.level in ESCALATED
-            else:
-                calm += 1
-                calm_alarms += result.level in ESCALATED
-                asked += result.unsure is not None
-        lines.append((name, f"{calm_alarms} of {calm}", f"{asked} of {calm}", f"{crisis_found} of {crisis}"))
+                continue
+            counts = seen[level]
+            counts[0] += 1
+            counts[1] += result.level in ESCALATED
+            counts[2] += result.unsure is not None
+        everyday, distress = seen[Level.GREEN], seen[Level.YELLOW]
+        lines.append(
+            (
+                name,
+                f"{everyday[1]} of {everyday[0]}",
+                f"{everyday[2]} of {everyday[0]}",
+                f"{distress[1]} of {distress[0]}",
+                f"{distress[2]} of {distress[0]}",
+                f"{crisis_found} of {crisis}",
+            )
+        )
+    headers = (
+        "screen",
+        "everyday at orange+ (goal <= 1 in 50)",
+        "everyday asked",
+        "distress at orange+",
+        "distress asked",
+        "crisis at orange+",
+    )
     return "\n\n".join(
         [
             "Conversation: the NLU's held-out paraphrases, by their intent's level (never trained on)",
-            table(
-                ("screen", "calm at orange+ (goal <= 1 in 50)", "calm asked (unsure)", "crisis at orange+"),
-                lines,
-            ),
+            table(headers, lines),
         ]
     )
 
