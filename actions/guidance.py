@@ -25,15 +25,24 @@ class Sections(BaseModel):
 
 
 class Guidance(BaseModel):
+    """One topic: the four parts a parent reads, how parents ask about it (`asked_as`, what finds the
+    topic for a parent's own words: actions/topic_finder.py), and the sources of its facts. `intent` is
+    the NLU's parent intent for the topic, when it has one (most topics are found by their phrasings)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     topic: str
-    intent: str
+    intent: str | None
     title: str
     what_is_happening: str
     this_week: list[str] = Field(min_length=1)
     avoid: list[str] = Field(min_length=1)
     get_help: str
+    # questions about the topic may describe a child at risk (self-harm, abuse, voices): the learned
+    # screen of the triage trains on the other topics' phrasings as calm parent questions, never on these
+    may_describe_risk: bool = False
+    asked_as: list[str] = Field(min_length=10)
+    sources: list[str] = Field(min_length=1)
     reviewed_by: str | None = None
 
     def messages(self, sections: Sections) -> list[str]:
@@ -74,6 +83,9 @@ def all_guidance() -> dict[str, Guidance]:
         if guidance.topic != path.stem:
             raise ValueError(f"{path.name}: topic {guidance.topic!r} does not match the file name")
         topics[guidance.topic] = guidance
+    titles = [g.title for g in topics.values()]
+    if len(set(titles)) != len(titles):
+        raise ValueError("two guidance topics share a title: a parent choosing by title could not tell them apart")
     return topics
 
 
@@ -94,10 +106,19 @@ def guidance_for(intent: str, audience: str | None, signals: list[str] | None = 
             if group in groups:
                 return all_guidance().get(topic)
         return None
-    by_intent = {g.intent: g for g in all_guidance().values()}
+    by_intent = {g.intent: g for g in all_guidance().values() if g.intent}
     if intent in by_intent:
         return by_intent[intent]
     if audience == "parent":
         topic = routes().parent_topic_for_student_intent.get(intent)
         return all_guidance().get(topic) if topic else None
     return None
+
+
+def topic_of_intent(intent: str) -> str | None:
+    """The guidance topic an NLU intent names for a parent: a parent intent's own topic, or the topic a
+    student's intent stands for when a parent uses those words (topic_routes.yml); None otherwise."""
+    for topic, guidance in all_guidance().items():
+        if guidance.intent == intent:
+            return topic
+    return routes().parent_topic_for_student_intent.get(intent)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from records import audit
+from records import audit, contacts
 from records.db import create_engine, session_factory
 from records.escalation import Escalation, Origin, escalate
 from records.settings import default_database_url
@@ -98,6 +98,18 @@ async def record_checkin(conversation_id: str, accepted: bool, **detail: Any) ->
         conversation_id=conversation_id, level=Level.YELLOW, origin="checkin", reason="checkin"
     )
     return await _escalate(request, "checkin_accepted", **detail)
+
+
+async def record_audience(conversation_id: str, audience: str) -> bool:
+    """The person said who they are: the conversation's audience in the store of record, so the gateway
+    screens their next messages for that reader (a parent's words are about their child)."""
+    try:
+        async with sessions()() as session:
+            await contacts.set_audience(session, conversation_id, audience)
+    except Exception:  # the reply to the user must not depend on the store
+        log.exception("could not record the audience")
+        return False
+    return True
 
 
 async def _escalate(request: Escalation, action: str, **detail: Any) -> bool:

@@ -1,30 +1,107 @@
-"""Replies to a topic: a student's own words get the student reply, a parent gets practical guidance."""
+"""Replies to a topic, for the reader who is writing (issue 13).
+
+A student's own words get the student reply (and, at yellow, the offer of a check-in). A parent's question
+gets the guidance topic found for their own words by searching the guidance (actions/topic_finder.py),
+with the NLU's intent as a hint, or one clarifying question: the nearest topics and a person as buttons,
+the parent's choice coming back as choose_topic; a question near no topic gets the not-understood reply.
+For a parent the rules then offer a counsellor when the topic was found (`topic_found`).
+
+Who is writing is never guessed from the NLU's intent (it confuses a student's and a parent's words about
+the same topic): a student whose words the NLU read as a parent's gets the student reply. When nobody has
+said, a message that names the writer's own child is a parent's (and is remembered in the store); any
+other is met with one kind question, student or parent?
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
 from actions.checkin import offer_checkin_when_yellow
-from actions.guidance import guidance_for
+from actions.guidance import all_guidance, routes, topic_of_intent
+from actions.store import record_audience
+from actions.topic_finder import topic_finder
+
+
+def answer_student(
+    dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any], intent: str
+) -> list[dict[str, Any]]:
+    """The student reply to a topic intent (a parent's intent: the student topic it stands for)."""
+    student_intent = intent
+    topic = topic_of_intent(intent) if intent.startswith("parent_") else None
+    if topic is not None:
+        student_intent = next(
+            (s for s, t in routes().parent_topic_for_student_intent.items() if t == topic), intent
+        )
+    if XinqiaoAction.has_response(domain, f"utter_{student_intent}"):
+        dispatcher.utter_message(response=f"utter_{student_intent}")
+    else:
+        dispatcher.utter_message(response="utter_default")
+    return offer_checkin_when_yellow(dispatcher, tracker)
+
+
+async def answer_parent(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict[str, Any]]:
+    """A parent's question answered with its topic, or a clarifying question; for a writer nobody has
+    named, first whether they are a parent (see the module). Returns the events, `topic_found` last."""
+    latest = tracker.latest_message or {}
+    text = str(latest.get("text") or "")
+    intent = latest.get("intent") or {}
+    finder = topic_finder()
+    events: list[dict[str, Any]] = []
+    if tracker.get_slot("audience") is None:
+        if not finder.about_own_child(text):
+            dispatcher.utter_message(response="utter_ask_audience")
+            return [SlotSet("topic_found", False)]
+        events.append(SlotSet("audience", "parent"))
+        await record_audience(tracker.sender_id, "parent")
+    topic = finder.chosen(text)
+    if topic is None:
+        found = finder.find(
+            text, topic_of_intent(str(intent.get("name") or "")), float(intent.get("confidence") or 0.0)
+        )
+        topic = found.answer
+    if topic is not None:
+        XinqiaoAction.guidance(dispatcher, all_guidance()[topic])
+        return [*events, SlotSet("topic_found", True)]
+    if not found.nearest:  # near no topic at all
+        dispatcher.utter_message(response="utter_default")
+        return [*events, SlotSet("topic_found", False)]
+    nearest = [name for name, _ in found.nearest]
+    dispatcher.utter_message(response="utter_ask_topic", buttons=finder.buttons(nearest, all_guidance()))
+    return [*events, SlotSet("topic_found", False)]
 
 
 class ActionTopicReply(XinqiaoAction):
+    """A student's topic intent: the student reply; a parent (or a writer nobody has named who names their
+    own child) is answered as a parent."""
+
     def name(self) -> str:
         return "action_topic_reply"
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        intent = self.intent_of(tracker)
-        guidance = guidance_for(intent, self.audience_of(tracker))
-        if guidance is not None:
-            self.guidance(dispatcher, guidance)
-        elif self.has_response(domain, f"utter_{intent}"):
-            dispatcher.utter_message(response=f"utter_{intent}")
-        else:
-            dispatcher.utter_message(response="utter_default")
-        return offer_checkin_when_yellow(dispatcher, tracker)
+        text = str((tracker.latest_message or {}).get("text") or "")
+        audience = self.audience_of(tracker)
+        if audience == "parent" or (audience is None and topic_finder().about_own_child(text)):
+            answered = await answer_parent(dispatcher, tracker)
+            return [event for event in answered if event.get("name") != "topic_found"]
+        return answer_student(dispatcher, tracker, domain, self.intent_of(tracker))
+
+
+class ActionParentTopic(XinqiaoAction):
+    """A parent's topic intent, a parent in other words, or a button of the clarifying question."""
+
+    def name(self) -> str:
+        return "action_parent_topic"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        if self.audience_of(tracker) == "student":  # the NLU read a parent's words; a student wrote them
+            return [*answer_student(dispatcher, tracker, domain, self.intent_of(tracker)), SlotSet("topic_found", False)]
+        return await answer_parent(dispatcher, tracker)

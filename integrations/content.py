@@ -25,6 +25,16 @@ class ErrorTexts(BaseModel):
     rate_limited: str
 
 
+class WhoIsWriting(BaseModel):
+    """The web chat page's one question at the start: a student or a parent (two buttons)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str
+    student: str
+    parent: str
+
+
 class GatewayTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,6 +43,7 @@ class GatewayTexts(BaseModel):
     with_counsellor_red: str
     slow_down: str
     already_received: str
+    who_is_writing: WhoIsWriting
     errors: ErrorTexts
 
 

@@ -11,6 +11,7 @@ the rate limit, a message that cannot be kept. Once a message is stored it is an
 from __future__ import annotations
 
 import html
+import json as json_module
 import logging
 from dataclasses import replace
 from functools import cache
@@ -93,8 +94,14 @@ def _body(request: Request) -> dict[str, Any] | None:
 def _page_html() -> str:
     """The page, with the numbers to call written into it: it shows them when it cannot start a chat or
     reach the gateway at all, without asking the gateway for anything."""
-    offline = gateway_texts().errors.session_down.format(hotline_list=directory.hotline_list())
-    return PAGE.read_text(encoding="utf-8").replace("{{offline_notice}}", html.escape(offline))
+    texts = gateway_texts()
+    offline = texts.errors.session_down.format(hotline_list=directory.hotline_list())
+    who = json_module.dumps(texts.who_is_writing.model_dump(), ensure_ascii=False)
+    return (
+        PAGE.read_text(encoding="utf-8")
+        .replace("{{offline_notice}}", html.escape(offline))
+        .replace("{{who_is_writing}}", html.escape(who))
+    )
 
 
 @webchat.get("/")

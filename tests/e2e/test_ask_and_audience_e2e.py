@@ -40,10 +40,7 @@ CRISIS_INTENTS = {
     "abuse": ("我爸喝醉了就打我", "utter_crisis_abuse"),
     "friend_at_risk": ("我朋友说她想死", "utter_crisis_friend_at_risk"),
     "parent_child_self_harm": ("娃承认自己割过手 我该怎么跟她谈", "utter_crisis_parent_child_self_harm"),
-    "parent_child_death_talk": (
-        "我看到我儿子在网上发说想结束生命 我该怎么办",
-        "utter_crisis_parent_child_death_talk",
-    ),
+    "parent_child_death_talk": ("孩子最近老问人死了会去哪里 还说想消失", "utter_crisis_parent_child_death_talk"),
 }
 # learned.yml's own example of the grey band: the screens are unsure of it
 UNSURE = "不想再努力了"

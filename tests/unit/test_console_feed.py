@@ -89,6 +89,8 @@ def test_a_signed_in_supervisor_hears_a_red_page_at_once(app: Any, database_url:
     heard: list[dict[str, Any]] = []
 
     async def supervisor(ws: Any) -> None:
+        await _listening(app)
+
         async def red_message(session: Any) -> str:
             return (await messages.create_conversation(session, "webchat")).id
 

@@ -23,6 +23,10 @@ Everything is read from files in the repository, so a fresh clone trains without
   `intents.yml`: a crisis intent is at risk (red or orange: not said), every other intent is not. Without
   them the model took 在吗 for a crisis. The NLU's held-out paraphrases (benchmarks/data/nlu_heldout.yml)
   are never trained on: they measure calm conversation.
+- `data/guidance/*.yml`, `asked_as`: how parents ask about each family-education topic (written for the
+  guidance by helpers who saw only the topics' titles), as calm parent questions: without them the model
+  took 孩子偷拿钱 or 抽动症 for a child at risk. Never the topics that may describe a child at risk
+  (`may_describe_risk`), nor a phrasing the lexicon puts at orange or above.
 - the examples embedded in the protocol files (`rules.yml`, `signals/*.yml`, `modifiers.yml` …), which
   carry the everyday traps (笑死, 死机, 《活着》) the lexicon was taught; `learned.yml`'s own examples are not
   trained on, so they stay a check of the model.
@@ -46,6 +50,7 @@ PSYSUICIDE = ROOT / "data" / "risk_corpus" / "psysuicide" / "valid.json"
 OWN_LABELLED = ROOT / "tests" / "triage" / "data" / "own_labelled.tsv"
 EVERYDAY = ROOT / "data" / "risk_corpus" / "everyday" / "everyday.tsv"
 WRITTEN = ROOT / "data" / "risk_corpus" / "written"
+GUIDANCE = ROOT / "data" / "guidance"
 NLU = ROOT / "data" / "nlu"
 # Rasa's annotations inside an example: [孩子](who) or [孩子]{"entity": "who"} -> 孩子
 _ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
@@ -68,6 +73,9 @@ MAYBE_RED_LABELS = frozenset({"自杀准备行为", "自杀计划", "自杀未�
 SYNTHETIC_WEIGHT = 0.3
 # the learned screen's own examples check the model; they are never trained on
 NOT_TRAINED_ON = frozenset({"learned.yml"})
+# the NLU's examples of a button's words ("我想了解：孩子说想死" names a guidance topic) are nobody's own
+# words, so they say nothing of whether a message is calm
+BUTTON_INTENTS = frozenset({"choose_topic"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +128,7 @@ def nlu_examples(protocol: Protocol, folder: Path = NLU) -> list[Row]:
     for path in sorted(folder.glob("*.yml")):
         for block in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu", []) or []:
             intent = str(block.get("intent", ""))
-            if not intent or "examples" not in block:
+            if not intent or "examples" not in block or intent in BUTTON_INTENTS:
                 continue
             level = protocol.intents.intents.get(intent.split("/")[0], Level.GREEN)
             at_risk = level.at_least(Level.ORANGE)
@@ -129,6 +137,28 @@ def nlu_examples(protocol: Protocol, folder: Path = NLU) -> list[Row]:
                 if text.startswith("- ") and text[2:].strip():
                     example = _ENTITY.sub(r"\1", text[2:].strip())
                     rows.append(Row(example, at_risk, 1.0, f"nlu:{path.name}", None if at_risk else False))
+    return rows
+
+
+def parent_questions(protocol: Protocol, folder: Path = GUIDANCE) -> list[Row]:
+    """How parents ask about the guidance topics that describe no risk, as calm parent questions (the
+    lexicon's reading of each is checked, so a phrasing of risk is never taught as calm)."""
+    import yaml
+
+    from triage_protocols.engine import Screener
+    from triage_protocols.learned.model import Loaded
+
+    lexicon = Screener(protocol, Loaded.off())
+    rows = []
+    for path in sorted(folder.glob("*.yml")):
+        if path.name.startswith("_"):
+            continue
+        topic = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if topic.get("may_describe_risk"):
+            continue
+        for question in topic.get("asked_as") or []:
+            if not lexicon.screen(question, "parent").level.at_least(Level.ORANGE):
+                rows.append(Row(str(question), False, 1.0, f"guidance:{path.stem}", False, "parent"))
     return rows
 
 
@@ -162,6 +192,7 @@ def training_rows(protocol: Protocol | None = None) -> list[Row]:
         + labelled_tsv(EVERYDAY, "everyday")
         + [row for path in sorted(WRITTEN.glob("*.tsv")) for row in labelled_tsv(path, f"written:{path.stem}")]
         + nlu_examples(loaded)
+        + parent_questions(loaded)
         + protocol_examples(loaded)
     )
 

@@ -1,0 +1,126 @@
+"""Which guidance topic answers a parent's question, in their own words (issue 13).
+
+Parents ask about far more than the NLU's twelve parent intents, and the NLU picks one of those twelve
+even for a question about a bereavement or a stepfamily. So for a parent the topic is found by searching
+the guidance itself: each topic is one document of its title and of the ways parents ask about it
+(`asked_as` in data/guidance/<topic>.yml), and a question is compared with every topic by TF-IDF over
+character 1-3-grams (scikit-learn), by cosine. On the same questions this ranked as well as BM25 over
+jieba words or character pairs (rank-bm25) and needs no word segmenter; the figures are in the README,
+Benchmarks → Parents (`benchmarks/parent_eval.py --compare`).
+
+The decision, with the settings of data/guidance/_finding.yml:
+- answer the NLU's own topic when the NLU is sure of it and the search puts it among the nearest topics;
+- else answer the nearest topic when it is clearly ahead of the next one;
+- else ask one clarifying question: the nearest topics as buttons, and a person;
+- a question that is near no topic at all (今天天气怎么样) gets the not-understood reply instead.
+A topic the search does not rank near the question is never answered, whatever the NLU predicted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from actions.guidance import GUIDANCE_DIR, Guidance, all_guidance
+
+SETTINGS_FILE = GUIDANCE_DIR / "_finding.yml"
+
+
+class FindingSettings(BaseModel):
+    """data/guidance/_finding.yml: when a parent's question is answered, and the clarifying question's
+    buttons."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # the nearest topic is answered when its score is at least this many times the second topic's
+    answer_when_ahead_by: float = Field(gt=1.0)
+    # the NLU's own topic is answered when the NLU is at least this sure and it is among `nearest`
+    nlu_confidence: float = Field(gt=0.0, le=1.0)
+    # a question whose nearest topic scores below this is about nothing the guidance covers
+    min_score: float = Field(ge=0.0, lt=1.0)
+    # how many topics the clarifying question offers
+    nearest: int = Field(ge=1, le=5)
+    # a topic button's payload: this prefix and the topic's title (the NLU's choose_topic intent)
+    choice_prefix: str = Field(min_length=1)
+    # the last button of the clarifying question: a person
+    person_button: str = Field(min_length=1)
+    # how a writer names their own child: a message of unknown audience that does is a parent's
+    own_child: re.Pattern[str]
+    # a message saying who writes is an introduction up to this length; a longer one may be a question
+    introduction_max_chars: int = Field(ge=4)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """The topic to answer with (None: ask), and the nearest topics with their scores, best first (none
+    when the question is about nothing the guidance covers)."""
+
+    answer: str | None
+    nearest: tuple[tuple[str, float], ...]
+
+
+class TopicFinder:
+    """The search over the guidance topics, built once from the files."""
+
+    def __init__(self, guidance: Mapping[str, Guidance], settings: FindingSettings) -> None:
+        self.settings = settings
+        self._topics = list(guidance)
+        self._titles = {g.title: topic for topic, g in guidance.items()}
+        documents = [" ".join([g.title, *g.asked_as]) for g in guidance.values()]
+        self._vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
+        self._matrix = self._vectorizer.fit_transform(documents)
+
+    def rank(self, text: str) -> list[tuple[str, float]]:
+        """Every topic with its cosine score for the text, best first."""
+        scores = (self._matrix @ self._vectorizer.transform([text]).T).toarray().ravel()
+        return sorted(zip(self._topics, (float(s) for s in scores), strict=True), key=lambda pair: -pair[1])
+
+    def find(self, text: str, nlu_topic: str | None = None, nlu_confidence: float = 0.0) -> Found:
+        """The topic that answers the text, or None when a clarifying question is due (see the module)."""
+        ranked = self.rank(text)
+        if ranked[0][1] < self.settings.min_score:
+            return Found(None, ())
+        nearest = tuple(ranked[: self.settings.nearest])
+        near_topics = [topic for topic, _ in nearest]
+        if nlu_topic in near_topics and nlu_confidence >= self.settings.nlu_confidence:
+            return Found(nlu_topic, nearest)
+        (best, first), (_, second) = ranked[0], ranked[1]
+        if first > 0 and first >= self.settings.answer_when_ahead_by * second:
+            return Found(best, nearest)
+        return Found(None, nearest)
+
+    def about_own_child(self, text: str) -> bool:
+        """The writer names their own child (孩子天天…, 我儿子…): a parent, when nobody has said."""
+        return self.settings.own_child.search(text) is not None
+
+    def chosen(self, text: str) -> str | None:
+        """The topic a clarifying question's button names ("我想了解：<title>"), or None."""
+        prefix = self.settings.choice_prefix
+        title = text.strip().removeprefix(prefix).strip() if text.strip().startswith(prefix) else ""
+        return self._titles.get(title)
+
+    def buttons(self, topics: Sequence[str], guidance: Mapping[str, Guidance]) -> list[dict[str, str]]:
+        """The clarifying question's buttons: each topic by its title, then a person."""
+        choice = [
+            {"title": guidance[t].title, "payload": f"{self.settings.choice_prefix}{guidance[t].title}"}
+            for t in topics
+        ]
+        person = self.settings.person_button
+        return [*choice, {"title": person, "payload": person}]
+
+
+def load_settings(path: Path = SETTINGS_FILE) -> FindingSettings:
+    return FindingSettings.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+@cache
+def topic_finder() -> TopicFinder:
+    """The finder over the shipped guidance, built once per process."""
+    return TopicFinder(all_guidance(), load_settings())

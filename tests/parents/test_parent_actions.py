@@ -1,0 +1,144 @@
+"""A parent's question through action_parent_topic, and the audience a person states kept in the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+
+from actions.guidance import all_guidance, sections
+from actions.audience import ActionRememberAudience
+from actions.topics import ActionParentTopic
+from actions.topic_finder import load_settings
+from records import messages
+from records.db import with_session
+from records.models import Conversation
+from tests.unit.dispatched import response, text
+
+
+def tracker(said: str, intent: str, confidence: float = 0.9, audience: str | None = "parent", sender: str = "c0ffee") -> Tracker:
+    parse = {"intent": {"name": intent, "confidence": confidence}, "entities": []}
+    return Tracker.from_dict(
+        {
+            "sender_id": sender,
+            "slots": {"audience": audience},
+            "latest_message": {**parse, "text": said},
+            "events": [{"event": "action", "name": "action_listen"}, {"event": "user", "text": said, "parse_data": parse}],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": "action_listen",
+        }
+    )
+
+
+async def run(action: Any, given: Tracker, domain: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    dispatcher = CollectingDispatcher()
+    events = await action.run(dispatcher, given, domain)
+    return dispatcher.messages, events
+
+
+def guidance(topic: str) -> list[dict[str, Any]]:
+    return [text(t) for t in all_guidance()[topic].messages(sections())]
+
+
+async def test_a_clear_question_gets_its_topic_whatever_the_nlu_guessed(domain: dict[str, Any]) -> None:
+    # the NLU knows no bereavement intent and read it as divorce; the search finds the topic
+    said = "孩子爷爷上个月去世了，他老问人死了会去哪里，我该怎么跟他说"
+    messages, events = await run(ActionParentTopic(), tracker(said, "parent_divorce", 0.97), domain)
+    assert (messages, events) == (guidance("bereavement"), [SlotSet("topic_found", True)])
+
+
+async def test_an_unclear_question_is_asked_about_with_the_nearest_topics_and_a_person(domain: dict[str, Any]) -> None:
+    messages, events = await run(ActionParentTopic(), tracker("儿子偷拿我钱包里的钱", "out_of_scope", 0.6), domain)
+    [asked] = messages
+    assert asked["response"] == "utter_ask_topic"
+    titles = [b["title"] for b in asked["buttons"]]
+    assert titles[0] == all_guidance()["lying_stealing"].title and titles[-1] == load_settings().person_button
+    assert events == [SlotSet("topic_found", False)]
+
+
+async def test_the_chosen_button_is_answered(domain: dict[str, Any]) -> None:
+    said = load_settings().choice_prefix + all_guidance()["lying_stealing"].title
+    messages, events = await run(ActionParentTopic(), tracker(said, "choose_topic", 0.99), domain)
+    assert (messages, events) == (guidance("lying_stealing"), [SlotSet("topic_found", True)])
+
+
+async def test_a_question_near_no_topic_is_not_understood(domain: dict[str, Any]) -> None:
+    messages, events = await run(ActionParentTopic(), tracker("今天天气怎么样", "out_of_scope", 0.9), domain)
+    assert (messages, events) == ([response("utter_default")], [SlotSet("topic_found", False)])
+
+
+async def test_nobody_said_who_writes_so_one_kind_question(domain: dict[str, Any], recorded: str) -> None:
+    # the NLU read a parent's intent in a student's words: who writes is asked, not guessed
+    said = tracker("最近考试压力好大，晚上老是睡不着", "parent_exam_stress", 0.54, audience=None)
+    messages, events = await run(ActionParentTopic(), said, domain)
+    assert (messages, events) == ([response("utter_ask_audience")], [SlotSet("topic_found", False)])
+
+
+async def test_a_writer_who_names_their_own_child_is_a_parent(domain: dict[str, Any], recorded: str) -> None:
+    async def opened(session: Any) -> str:
+        return (await messages.create_conversation(session, "webchat")).id
+
+    conversation = await with_session(recorded, opened)
+    said = tracker("孩子爷爷上个月去世了，他老问人死了会去哪里", "parent_divorce", 0.9, audience=None, sender=conversation)
+    messages_, events = await run(ActionParentTopic(), said, domain)
+    assert messages_ == guidance("bereavement")
+    assert events == [SlotSet("audience", "parent"), SlotSet("topic_found", True)]
+
+    async def audience(session: Any) -> str | None:
+        return await session.scalar(select(Conversation.audience).where(Conversation.id == conversation))
+
+    assert await with_session(recorded, audience) == "parent"
+
+
+async def test_the_audience_a_person_states_is_kept_for_the_gateway(domain: dict[str, Any], recorded: str) -> None:
+    async def opened(session: Any) -> str:
+        return (await messages.create_conversation(session, "webchat")).id
+
+    conversation = await with_session(recorded, opened)
+    said = tracker("我是家长", "identify_parent", audience="student", sender=conversation)
+    messages_, events = await run(ActionRememberAudience(), said, domain)  # a short introduction: at its word
+    assert (messages_, events) == ([response("utter_audience_parent_ack")], [SlotSet("audience", "parent")])
+
+    async def audience(session: Any) -> str | None:
+        return await session.scalar(select(Conversation.audience).where(Conversation.id == conversation))
+
+    assert await with_session(recorded, audience) == "parent"
+
+
+async def test_a_student_whose_words_the_nlu_read_as_a_parents_gets_the_student_reply(domain: dict[str, Any]) -> None:
+    said = tracker("同学天天在网上骂我", "parent_bullying", 0.7, audience="student")
+    messages, events = await run(ActionParentTopic(), said, domain)
+    assert messages == [response("utter_bullying")]
+    assert events == [SlotSet("topic_found", False)]
+
+
+SIBLINGS = "二胎出生后，老大（7岁）变得特别黏人，还经常偷偷掐弟弟，说也不听，我该怎么办"
+
+
+async def test_a_parents_long_question_misread_as_a_students_introduction_changes_nobody(domain: dict[str, Any]) -> None:
+    messages_, events = await run(ActionRememberAudience(), tracker(SIBLINGS, "identify_student"), domain)
+    assert not any(e.get("name") == "audience" for e in events)
+    answered_as_a_parent = messages_[0]["text"] in all_guidance()["sibling_conflict"].messages(sections())
+    assert answered_as_a_parent or messages_[0]["response"] == "utter_ask_topic"
+
+
+async def test_a_long_introduction_of_unknown_audience_that_names_the_writers_child_is_a_parents(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    async def opened(session: Any) -> str:
+        return (await messages.create_conversation(session, "webchat")).id
+
+    conversation = await with_session(recorded, opened)
+    said = tracker(SIBLINGS, "identify_student", audience=None, sender=conversation)
+    _, events = await run(ActionRememberAudience(), said, domain)
+    assert SlotSet("audience", "parent") in events
+
+
+async def test_a_students_long_message_misread_as_a_parents_introduction_is_not_understood(domain: dict[str, Any]) -> None:
+    said = tracker("我妈妈是家长会的家长代表，她总是拿我和别人比", "identify_parent", audience="student")
+    assert await run(ActionRememberAudience(), said, domain) == ([response("utter_default")], [])
