@@ -21,6 +21,8 @@ class Sections(BaseModel):
     this_week: str
     avoid: str
     get_help: str
+    # an urgent topic's steps are for now, not for this week
+    right_now: str
     bullet: str = "· "
 
 
@@ -41,13 +43,23 @@ class Guidance(BaseModel):
     # questions about the topic may describe a child at risk (self-harm, abuse, voices): the learned
     # screen of the triage trains on the other topics' phrasings as calm parent questions, never on these
     may_describe_risk: bool = False
+    # the steps are for now (a child missing): they come first, under their own heading
+    urgent: bool = False
     asked_as: list[str] = Field(min_length=10)
     sources: list[str] = Field(min_length=1)
     reviewed_by: str | None = None
 
     def messages(self, sections: Sections) -> list[str]:
-        """What a parent reads, in order: what is going on, this week, what to avoid, when to get help."""
+        """What a parent reads, in order: what is going on, this week, what to avoid, when to get help; for
+        an urgent topic, what to do now first."""
         bullets = lambda items: "\n".join(f"{sections.bullet}{item}" for item in items)
+        if self.urgent:
+            return [
+                f"【{self.title}】\n{sections.right_now}\n{bullets(self.this_week)}",
+                f"{sections.what_is_happening}{self.what_is_happening}",
+                f"{sections.avoid}\n{bullets(self.avoid)}",
+                f"{sections.get_help}{self.get_help}",
+            ]
         return [
             f"【{self.title}】\n{sections.what_is_happening}{self.what_is_happening}",
             f"{sections.this_week}\n{bullets(self.this_week)}",

@@ -88,3 +88,12 @@ def test_every_parent_intent_names_its_topic() -> None:
     assert topic_of_intent("parent_exam_stress") == "exam_stress"
     assert topic_of_intent("bullying") == "bullying"  # a parent in a student's words
     assert topic_of_intent("greet") is None
+
+
+def test_a_missing_child_is_found_and_what_to_do_now_comes_first() -> None:
+    """A child nobody can find is an emergency: the parent reads the steps for now before anything else
+    (batch 2026-12-07b's missing child was offered the topics of grief and lying)."""
+    found = topic_finder().find("都晚上十点了，女儿还没到家，手表关机，同学都说不知道她去哪了")
+    assert "missing_child" in [topic for topic, _ in found.nearest[:1]]
+    first = all_guidance()["missing_child"].messages(sections())[0]
+    assert first.startswith("【孩子不见了、联系不上】\n" + sections().right_now) and "报警" in first
