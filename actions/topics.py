@@ -25,6 +25,7 @@ from actions.checkin import offer_checkin_when_yellow
 from actions.guidance import all_guidance, routes, topic_of_intent
 from actions.store import record_audience
 from actions.topic_finder import topic_finder
+from triage_protocols import Level, assess_intent
 
 
 def answer_student(
@@ -44,35 +45,59 @@ def answer_student(
     return offer_checkin_when_yellow(dispatcher, tracker)
 
 
-async def answer_parent(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict[str, Any]]:
+async def answer_parent(
+    dispatcher: CollectingDispatcher, tracker: Tracker, audience: str | None = None
+) -> list[dict[str, Any]]:
     """A parent's question answered with its topic, or a clarifying question; for a writer nobody has
-    named, first whether they are a parent (see the module). Returns the events, `topic_found` last."""
+    named, first whether they are a parent (see the module), except for an urgent topic (a child nobody
+    can find), answered for whoever writes. `audience` is who is writing when the caller knows it better
+    than the slot (the person said so in this very message). Returns the events, `topic_found` last."""
     latest = tracker.latest_message or {}
     text = str(latest.get("text") or "")
     intent = latest.get("intent") or {}
     finder = topic_finder()
+    found = finder.find(
+        text, topic_of_intent(str(intent.get("name") or "")), float(intent.get("confidence") or 0.0)
+    )
+    topic = finder.chosen(text) or found.answer
     events: list[dict[str, Any]] = []
-    if tracker.get_slot("audience") is None:
+    if (audience or tracker.get_slot("audience")) is None:
+        if topic is not None and all_guidance()[topic].urgent:
+            XinqiaoAction.guidance(dispatcher, all_guidance()[topic])
+            return [SlotSet("topic_found", True)]
+        if not found.nearest:  # near nothing the guidance covers: whoever writes, not understood
+            dispatcher.utter_message(response="utter_default")
+            return [SlotSet("topic_found", False)]
         if not finder.about_own_child(text):
             dispatcher.utter_message(response="utter_ask_audience")
             return [SlotSet("topic_found", False)]
         events.append(SlotSet("audience", "parent"))
         await record_audience(tracker.sender_id, "parent")
-    topic = finder.chosen(text)
-    if topic is None:
-        found = finder.find(
-            text, topic_of_intent(str(intent.get("name") or "")), float(intent.get("confidence") or 0.0)
-        )
-        topic = found.answer
     if topic is not None:
         XinqiaoAction.guidance(dispatcher, all_guidance()[topic])
         return [*events, SlotSet("topic_found", True)]
-    if not found.nearest:  # near no topic at all
-        dispatcher.utter_message(response="utter_default")
+    if not found.nearest:  # near no topic at all; the slot may be set only by the events below
+        dispatcher.utter_message(response="utter_parent_not_understood")
         return [*events, SlotSet("topic_found", False)]
     nearest = [name for name, _ in found.nearest]
     dispatcher.utter_message(response="utter_ask_topic", buttons=finder.buttons(nearest, all_guidance()))
     return [*events, SlotSet("topic_found", False)]
+
+
+def student_intent_of_a_tie(tracker: Tracker) -> str | None:
+    """The student's intent of a message the NLU could not place only because a student's intent and the
+    parent's intent for the same topic tied (最近考试压力好大: parent_exam_stress 0.34, exam_stress 0.31,
+    so nlu_fallback); None for any other fallback. Never a crisis intent: those go through the crisis gate."""
+    ranking = (tracker.latest_message or {}).get("intent_ranking") or []
+    best_two = [str(e.get("name") or "") for e in ranking if e.get("name") != "nlu_fallback"][:2]
+    if len(best_two) < 2 or topic_of_intent(best_two[0]) is None:
+        return None
+    if topic_of_intent(best_two[0]) != topic_of_intent(best_two[1]):
+        return None
+    student = next((name for name in best_two if not name.startswith("parent_")), None)
+    if student is None or assess_intent(student).level.at_least(Level.ORANGE):
+        return None
+    return student
 
 
 class ActionTopicReply(XinqiaoAction):
@@ -90,7 +115,10 @@ class ActionTopicReply(XinqiaoAction):
         if audience == "parent" or (audience is None and topic_finder().about_own_child(text)):
             answered = await answer_parent(dispatcher, tracker)
             return [event for event in answered if event.get("name") != "topic_found"]
-        return answer_student(dispatcher, tracker, domain, self.intent_of(tracker))
+        intent = self.intent_of(tracker)
+        if intent == "nlu_fallback":  # a student's message: the not-understood reply, unless a tie
+            intent = student_intent_of_a_tie(tracker) or intent
+        return answer_student(dispatcher, tracker, domain, intent)
 
 
 class ActionParentTopic(XinqiaoAction):

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from actions.topic_finder import topic_finder
 from integrations.content import failsafe_text, gateway_texts
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
@@ -51,6 +52,9 @@ from triage_protocols.directory import hotline_list
 
 log = logging.getLogger(__name__)
 
+# the rule an assessment records for a guidance topic's button (see screen_message)
+TOPIC_CHOICE = "topic_choice"
+
 
 class Engine(Protocol):
     async def send(self, sender_id: str, text: str, metadata: dict[str, Any]) -> list[BotReply]: ...
@@ -70,7 +74,14 @@ Screen = Callable[[str, str], dict[str, Any]]
 
 
 def screen_message(text: str, audience: str) -> dict[str, Any]:
-    """The triage protocol's assessment as stored with the message. `screen` never raises."""
+    """The triage protocol's assessment as stored with the message. `screen` never raises.
+
+    A guidance topic's button ("我想了解：孩子说想死") is the parent's choice among the topics the line itself
+    offered, not their own words: their own words were screened when they asked. Screened as words, five
+    titles opened an orange case and paged counsellors instead of showing the chosen guidance."""
+    if topic_finder().chosen(text) is not None:
+        assessment = screen("", audience=audience).to_dict()  # type: ignore[arg-type]
+        return {**assessment, "rule": TOPIC_CHOICE, "reasons": [{"source": "gateway", "rule": TOPIC_CHOICE, "level": "green"}]}
     return screen(text, audience=audience).to_dict()  # type: ignore[arg-type]
 
 

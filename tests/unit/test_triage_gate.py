@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from integrations.content import failsafe_text, gateway_texts
 from integrations.inbound import InboundMessage
-from integrations.switchboard import Switchboard
+from actions.guidance import all_guidance
+from actions.topic_finder import load_settings
+from integrations.switchboard import TOPIC_CHOICE, Switchboard
 from integrations.triage_gate import route_for, subject_at_risk
 from records import messages
 from records.models import AuditEntry, InboundStatus, Message
@@ -67,6 +69,19 @@ async def test_an_idiom_is_not_an_escalation(sessions: Sessions) -> None:
     assert engine.triggered == []
     assert engine.calls[0][2]["risk"]["level"] in ("green", "yellow")
     assert (await _stored(sessions, outcome.message_id)).risk_level in ("green", "yellow")  # type: ignore[attr-defined]
+
+
+async def test_a_guidance_topics_button_is_a_choice_not_words_to_screen(sessions: Sessions) -> None:
+    """A parent pressing 我想了解：孩子说想死 chose the topic the line offered for words already screened:
+    the guidance is shown, no case opens; the same words typed on their own still take the crisis path."""
+    choice = load_settings().choice_prefix + all_guidance()["child_death_talk"].title
+    engine = FakeEngine()
+    _, outcome = await _say(sessions, engine, choice)
+    assert engine.triggered == [] and engine.calls
+    stored = await _stored(sessions, outcome.message_id)  # type: ignore[attr-defined]
+    assert (stored.risk_level, stored.assessment["rule"]) == ("green", TOPIC_CHOICE)
+    await _say(sessions, engine, all_guidance()["child_death_talk"].title, external_id="m2")
+    assert engine.triggered
 
 
 async def test_a_red_message_is_recorded_and_answered_even_when_the_engine_is_down(
