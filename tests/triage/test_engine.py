@@ -142,3 +142,14 @@ def test_a_broken_engine_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(screener, "_screen", boom)
     result = screener.screen("随便什么")
     assert result.rule == "engine_error" and result.level == Level.YELLOW
+
+
+@pytest.mark.parametrize(
+    ("text", "at_risk"), [("i_want_to_die", True), ("kill_myself", True), ("want_to_diet", False)]
+)
+def test_english_shorthand_with_underscores_is_read_by_the_lexicon(text: str, at_risk: bool) -> None:
+    """A Telegram /start link carries words joined by underscores: the lexicon reads them, whatever the
+    learned screen scores (i_want_to_die was green once the model's score fell to 0.598). Kept out of the
+    protocol's embedded examples, which the learned screen trains on."""
+    signals = {s.id for s in screen(text).signals}
+    assert ("ideation.shorthand" in signals) is at_risk
