@@ -118,19 +118,16 @@ def guidance_for(intent: str, audience: str | None, signals: list[str] | None = 
             if group in groups:
                 return all_guidance().get(topic)
         return None
-    by_intent = {g.intent: g for g in all_guidance().values() if g.intent}
-    if intent in by_intent:
-        return by_intent[intent]
-    if audience == "parent":
-        topic = routes().parent_topic_for_student_intent.get(intent)
-        return all_guidance().get(topic) if topic else None
-    return None
+    topic = topic_of_intent(intent) if audience == "parent" else _topic_of_parent_intent(intent)
+    return all_guidance().get(topic) if topic else None
+
+
+def _topic_of_parent_intent(intent: str) -> str | None:
+    """The topic whose own NLU intent this is (parent_exam_stress → exam_stress), or None."""
+    return next((topic for topic, g in all_guidance().items() if g.intent and g.intent == intent), None)
 
 
 def topic_of_intent(intent: str) -> str | None:
     """The guidance topic an NLU intent names for a parent: a parent intent's own topic, or the topic a
     student's intent stands for when a parent uses those words (topic_routes.yml); None otherwise."""
-    for topic, guidance in all_guidance().items():
-        if guidance.intent == intent:
-            return topic
-    return routes().parent_topic_for_student_intent.get(intent)
+    return _topic_of_parent_intent(intent) or routes().parent_topic_for_student_intent.get(intent)

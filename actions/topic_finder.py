@@ -72,7 +72,7 @@ class TopicFinder:
     def __init__(self, guidance: Mapping[str, Guidance], settings: FindingSettings) -> None:
         self.settings = settings
         self._topics = list(guidance)
-        self._titles = {g.title: topic for topic, g in guidance.items()}
+        self._titles = {g.title: topic for topic, g in guidance.items()}  # button payloads: chosen_topic
         documents = [" ".join([g.title, *g.asked_as]) for g in guidance.values()]
         self._vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
         self._matrix = self._vectorizer.fit_transform(documents)
@@ -102,9 +102,7 @@ class TopicFinder:
 
     def chosen(self, text: str) -> str | None:
         """The topic a clarifying question's button names ("我想了解：<title>"), or None."""
-        prefix = self.settings.choice_prefix
-        title = text.strip().removeprefix(prefix).strip() if text.strip().startswith(prefix) else ""
-        return self._titles.get(title)
+        return chosen_topic(text, self.settings, self._titles)
 
     def buttons(self, topics: Sequence[str], guidance: Mapping[str, Guidance]) -> list[dict[str, str]]:
         """The clarifying question's buttons: each topic by its title, then a person."""
@@ -120,7 +118,29 @@ def load_settings(path: Path = SETTINGS_FILE) -> FindingSettings:
     return FindingSettings.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
+def chosen_topic(
+    text: str, settings: FindingSettings | None = None, titles: Mapping[str, str] | None = None
+) -> str | None:
+    """The topic a clarifying question's button names ("我想了解：<title>"), or None. Needs only the titles,
+    not the search: the gateway asks it of every message (integrations/switchboard.py, screen_message)."""
+    settings = settings or _shipped_settings()
+    titles = titles if titles is not None else _shipped_titles()
+    prefix = settings.choice_prefix
+    title = text.strip().removeprefix(prefix).strip() if text.strip().startswith(prefix) else ""
+    return titles.get(title)
+
+
+@cache
+def _shipped_settings() -> FindingSettings:
+    return load_settings()
+
+
+@cache
+def _shipped_titles() -> dict[str, str]:
+    return {g.title: topic for topic, g in all_guidance().items()}
+
+
 @cache
 def topic_finder() -> TopicFinder:
     """The finder over the shipped guidance, built once per process."""
-    return TopicFinder(all_guidance(), load_settings())
+    return TopicFinder(all_guidance(), _shipped_settings())

@@ -84,15 +84,19 @@ async def answer_parent(
     return [*events, SlotSet("topic_found", False)]
 
 
+def without_topic_found(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """answer_parent's events for a caller whose rules do not go on to offer a counsellor."""
+    return [event for event in events if event.get("name") != "topic_found"]
+
+
 def student_intent_of_a_tie(tracker: Tracker) -> str | None:
     """The student's intent of a message the NLU could not place only because a student's intent and the
     parent's intent for the same topic tied (最近考试压力好大: parent_exam_stress 0.34, exam_stress 0.31,
     so nlu_fallback); None for any other fallback. Never a crisis intent: those go through the crisis gate."""
     ranking = (tracker.latest_message or {}).get("intent_ranking") or []
     best_two = [str(e.get("name") or "") for e in ranking if e.get("name") != "nlu_fallback"][:2]
-    if len(best_two) < 2 or topic_of_intent(best_two[0]) is None:
-        return None
-    if topic_of_intent(best_two[0]) != topic_of_intent(best_two[1]):
+    topics = {topic_of_intent(name) for name in best_two}
+    if len(best_two) < 2 or len(topics) != 1 or None in topics:
         return None
     student = next((name for name in best_two if not name.startswith("parent_")), None)
     if student is None or assess_intent(student).level.at_least(Level.ORANGE):
@@ -113,8 +117,7 @@ class ActionTopicReply(XinqiaoAction):
         text = str((tracker.latest_message or {}).get("text") or "")
         audience = self.audience_of(tracker)
         if audience == "parent" or (audience is None and topic_finder().about_own_child(text)):
-            answered = await answer_parent(dispatcher, tracker)
-            return [event for event in answered if event.get("name") != "topic_found"]
+            return without_topic_found(await answer_parent(dispatcher, tracker))
         intent = self.intent_of(tracker)
         if intent == "nlu_fallback":  # a student's message: the not-understood reply, unless a tie
             intent = student_intent_of_a_tie(tracker) or intent

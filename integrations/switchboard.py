@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.topic_finder import topic_finder
+from actions.topic_finder import chosen_topic
 from integrations.content import failsafe_text, gateway_texts
 from integrations.engine_client import BotReply, EngineUnavailable
 from integrations.inbound import InboundMessage
@@ -79,7 +79,7 @@ def screen_message(text: str, audience: str) -> dict[str, Any]:
     A guidance topic's button ("我想了解：孩子说想死") is the parent's choice among the topics the line itself
     offered, not their own words: their own words were screened when they asked. Screened as words, five
     titles opened an orange case and paged counsellors instead of showing the chosen guidance."""
-    if topic_finder().chosen(text) is not None:
+    if chosen_topic(text) is not None:
         assessment = screen("", audience=audience).to_dict()  # type: ignore[arg-type]
         return {**assessment, "rule": TOPIC_CHOICE, "reasons": [{"source": "gateway", "rule": TOPIC_CHOICE, "level": "green"}]}
     return screen(text, audience=audience).to_dict()  # type: ignore[arg-type]
