@@ -17,7 +17,7 @@ TRAIN_ARGS   := --config bot/config.yml --domain bot/domain --data data/nlu data
 # The learned second screen of the triage: trained from data in the repository, in the application
 # environment, in seconds, only when the data, the protocol (its masks and examples) or the training code changed.
 LEARNED_DIR    := triage_protocols/learned/model
-LEARNED_INPUTS := data/risk_corpus/psysuicide/valid.json data/risk_corpus/everyday/everyday.tsv tests/triage/data/own_labelled.tsv $(wildcard data/risk_corpus/written/*.tsv) $(wildcard data/nlu/*.yml) $(wildcard data/guidance/*.yml) \
+LEARNED_INPUTS := data/risk_corpus/psysuicide/valid.json data/risk_corpus/everyday/everyday.tsv data/risk_corpus/guidance_topics.yml tests/triage/data/own_labelled.tsv $(wildcard data/risk_corpus/written/*.tsv) $(wildcard data/nlu/*.yml) $(wildcard data/guidance/*.yml) \
 	$(filter-out triage_protocols/protocols/learned.yml,$(wildcard triage_protocols/protocols/*.yml triage_protocols/protocols/signals/*.yml)) \
 	triage_protocols/learned/corpus.py triage_protocols/learned/train.py
 

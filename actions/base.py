@@ -8,7 +8,7 @@ from typing import Any
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.guidance import Guidance, sections
+from actions.guidance import Answer, sections
 from triage_protocols.directory import hotline_list
 
 
@@ -33,7 +33,8 @@ class XinqiaoAction(Action, ABC):
         dispatcher.utter_message(response=response, hotline_list=hotline_list())
 
     @staticmethod
-    def guidance(dispatcher: CollectingDispatcher, guidance: Guidance) -> None:
+    def guidance(dispatcher: CollectingDispatcher, guidance: Answer) -> None:
+        """A guidance topic's parts, or a referral, each as a message of its own."""
         for text in guidance.messages(sections()):
             dispatcher.utter_message(text=text)
 

@@ -1,14 +1,19 @@
-"""Parent guidance from data/guidance/: one YAML file per topic, validated once and kept in memory."""
+"""Parent guidance from data/guidance/: one YAML file per topic, validated once and kept in memory; and the
+referrals of data/guidance/referrals/: questions the line cannot answer well itself (a child's eyesight, a
+school's registration rules, custody), answered with who can."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 GUIDANCE_DIR = Path(__file__).resolve().parent.parent / "data" / "guidance"
+REFERRALS_DIR = GUIDANCE_DIR / "referrals"
 ROUTES_FILE = Path(__file__).with_name("topic_routes.yml")
 
 
@@ -23,6 +28,8 @@ class Sections(BaseModel):
     get_help: str
     # an urgent topic's steps are for now, not for this week
     right_now: str
+    # the last line of a referral: the line still listens
+    referral_closing: str
     bullet: str = "· "
 
 
@@ -68,6 +75,31 @@ class Guidance(BaseModel):
         ]
 
 
+class Referral(BaseModel):
+    """A kind of question the line cannot answer well itself (a child's body and medical care, a school's
+    rules and paperwork, the law): a parent is told kindly who can answer it and where, rather than given
+    the guidance of an unrelated topic or not understood. It states no facts of its own, only where to ask,
+    so it needs no sources. Found like a topic, by its title and `asked_as` (actions/topic_finder.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    title: str
+    # who answers such a question, and where (no phone number: numbers come from the directory)
+    answer: str
+    asked_as: list[str] = Field(min_length=10)
+    reviewed_by: str | None = None
+    # a referral is never for now: the urgent topics are guidance (missing_child)
+    urgent: Literal[False] = False
+
+    def messages(self, sections: Sections) -> list[str]:
+        """What a parent reads: the title, who can answer, and that the line still listens."""
+        return [f"【{self.title}】\n{self.answer}\n{sections.referral_closing}"]
+
+
+Answer = Guidance | Referral
+
+
 class TopicRoutes(BaseModel):
     """Which guidance topic answers a parent who uses a student's words (see topic_routes.yml)."""
 
@@ -87,18 +119,35 @@ def sections() -> Sections:
 @cache
 def all_guidance() -> dict[str, Guidance]:
     """Every topic file, by topic. A file that does not validate stops the action server at start."""
-    topics = {}
-    for path in sorted(GUIDANCE_DIR.glob("*.yml")):
+    return {guidance.topic: guidance for guidance in _read(GUIDANCE_DIR, Guidance)}
+
+
+@cache
+def all_referrals() -> dict[str, Referral]:
+    """Every referral file, by its id. A file that does not validate stops the action server at start."""
+    return {referral.topic: referral for referral in _read(REFERRALS_DIR, Referral)}
+
+
+@cache
+def all_answers() -> dict[str, Answer]:
+    """What a parent's question may be answered with: every guidance topic and every referral, by id. Two
+    that share a title could not be told apart by a parent choosing a button, so they stop the start."""
+    answers: dict[str, Answer] = {**all_guidance(), **all_referrals()}
+    titles = [a.title for a in answers.values()]
+    if len(answers) != len(all_guidance()) + len(all_referrals()) or len(set(titles)) != len(titles):
+        raise ValueError("two guidance topics or referrals share an id or a title")
+    return answers
+
+
+def _read[T: (Guidance, Referral)](folder: Path, model: type[T]) -> Iterator[T]:
+    """Each file of the folder (not the settings files, _*.yml), validated, its id its file name."""
+    for path in sorted(folder.glob("*.yml")):
         if path.name.startswith("_"):
             continue
-        guidance = Guidance.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        if guidance.topic != path.stem:
-            raise ValueError(f"{path.name}: topic {guidance.topic!r} does not match the file name")
-        topics[guidance.topic] = guidance
-    titles = [g.title for g in topics.values()]
-    if len(set(titles)) != len(titles):
-        raise ValueError("two guidance topics share a title: a parent choosing by title could not tell them apart")
-    return topics
+        item = model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        if item.topic != path.stem:
+            raise ValueError(f"{path.name}: topic {item.topic!r} does not match the file name")
+        yield item
 
 
 @cache

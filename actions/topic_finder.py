@@ -8,7 +8,14 @@ character 1-3-grams (scikit-learn), by cosine. On the same questions this ranked
 jieba words or character pairs (rank-bm25) and needs no word segmenter; the figures are in the README,
 Benchmarks → Parents (`benchmarks/parent_eval.py --compare`).
 
+A referral (data/guidance/referrals/: a child's body and medical care, a school's rules and paperwork, the
+law) is searched like a topic: a question about glasses or school registration is told who can answer it,
+rather than given the nearest family-education topic.
+
 The decision, with the settings of data/guidance/_finding.yml:
+- a question about something outside the line's field (a pet to buy, the parent's own back pain) gets the
+  out-of-scope reply: its nearest questions outside the field (data/guidance/_out_of_field.yml) are at
+  least as near as its nearest phrasings of the guidance, except when an urgent topic is clearly nearest;
 - answer the NLU's own topic when the NLU is sure of it and the search puts it among the nearest topics;
 - else answer the nearest topic when it is clearly ahead of the next one;
 - else ask one clarifying question: the nearest topics as buttons, and a person;
@@ -23,14 +30,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from actions.guidance import GUIDANCE_DIR, Guidance, all_guidance
+from actions.guidance import GUIDANCE_DIR, Answer, all_answers
 
 SETTINGS_FILE = GUIDANCE_DIR / "_finding.yml"
+OUT_OF_FIELD_FILE = GUIDANCE_DIR / "_out_of_field.yml"
 
 
 class FindingSettings(BaseModel):
@@ -43,8 +53,15 @@ class FindingSettings(BaseModel):
     answer_when_ahead_by: float = Field(gt=1.0)
     # the NLU's own topic is answered when the NLU is at least this sure and it is among `nearest`
     nlu_confidence: float = Field(gt=0.0, le=1.0)
+    # a parent's message the NLU read as a service question or small talk less surely than this goes to
+    # the search (actions/unsure.py)
+    service_confidence: float = Field(gt=0.0, le=1.0)
     # a question whose nearest topic scores below this is about nothing the guidance covers
     min_score: float = Field(ge=0.0, lt=1.0)
+    # a question whose this many nearest questions outside the line's field are on average at least as
+    # near as its this many nearest phrasings of the guidance gets the out-of-scope reply (a pet, a phone
+    # to buy, the parent's own marriage), not the nearest topic
+    out_of_field_neighbours: int = Field(ge=1, le=20)
     # how many topics the clarifying question offers
     nearest: int = Field(ge=1, le=5)
     # a topic button's payload: this prefix and the topic's title (the NLU's choose_topic intent)
@@ -60,22 +77,49 @@ class FindingSettings(BaseModel):
 @dataclass(frozen=True, slots=True)
 class Found:
     """The topic to answer with (None: ask), and the nearest topics with their scores, best first (none
-    when the question is about nothing the guidance covers)."""
+    when the question is about nothing the guidance covers); `outside`: the question is about something
+    outside the line's field (the out-of-scope reply)."""
 
     answer: str | None
     nearest: tuple[tuple[str, float], ...]
+    outside: bool = False
 
 
 class TopicFinder:
     """The search over the guidance topics, built once from the files."""
 
-    def __init__(self, guidance: Mapping[str, Guidance], settings: FindingSettings) -> None:
+    def __init__(
+        self, guidance: Mapping[str, Answer], settings: FindingSettings, outside_questions: Sequence[str]
+    ) -> None:
         self.settings = settings
         self._topics = list(guidance)
+        self._urgent = {topic for topic, g in guidance.items() if g.urgent}
         self._titles = {g.title: topic for topic, g in guidance.items()}  # button payloads: chosen_topic
         documents = [" ".join([g.title, *g.asked_as]) for g in guidance.values()]
         self._vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
         self._matrix = self._vectorizer.fit_transform(documents)
+        # the field check: each phrasing on its own, in the same character n-grams
+        inside = [q for g in guidance.values() for q in (g.title, *g.asked_as)]
+        self._inside_questions = self._vectorizer.transform(inside)
+        self._outside_questions = self._vectorizer.transform(list(outside_questions))
+
+    def outside_field(self, text: str) -> bool:
+        """The question is about something outside the line's field: its nearest questions outside the
+        field (data/guidance/_out_of_field.yml) are on average at least as near as its nearest phrasings
+        of the guidance and referrals (cosine, `out_of_field_neighbours` of each). Nearest neighbours
+        rather than a classifier: on the development batches a logistic regression over the same n-grams
+        took twice as many questions about school places or short sight for outside the field."""
+        if self._outside_questions.shape[0] == 0:
+            return False
+        question = self._vectorizer.transform([text]).T
+        k = self.settings.out_of_field_neighbours
+
+        def nearness(matrix: Any) -> float:
+            scores = (matrix @ question).toarray().ravel()
+            return float(np.sort(scores)[::-1][:k].mean())
+
+        outside = nearness(self._outside_questions)
+        return outside > 0 and outside >= nearness(self._inside_questions)
 
     def rank(self, text: str) -> list[tuple[str, float]]:
         """Every topic with its cosine score for the text, best first."""
@@ -85,14 +129,19 @@ class TopicFinder:
     def find(self, text: str, nlu_topic: str | None = None, nlu_confidence: float = 0.0) -> Found:
         """The topic that answers the text, or None when a clarifying question is due (see the module)."""
         ranked = self.rank(text)
-        if ranked[0][1] < self.settings.min_score:
-            return Found(None, ())
         nearest = tuple(ranked[: self.settings.nearest])
         near_topics = [topic for topic, _ in nearest]
+        (best, first), (_, second) = ranked[0], ranked[1]
+        ahead = first > 0 and first >= self.settings.answer_when_ahead_by * second
+        if ahead and best in self._urgent and first >= self.settings.min_score:  # never "not ours"
+            return Found(best, nearest)
+        if self.outside_field(text):  # a recipe, a fund, a phone to buy: near no topic, or wrongly near one
+            return Found(None, nearest, outside=True)
+        if first < self.settings.min_score:
+            return Found(None, ())
         if nlu_topic in near_topics and nlu_confidence >= self.settings.nlu_confidence:
             return Found(nlu_topic, nearest)
-        (best, first), (_, second) = ranked[0], ranked[1]
-        if first > 0 and first >= self.settings.answer_when_ahead_by * second:
+        if ahead:
             return Found(best, nearest)
         return Found(None, nearest)
 
@@ -104,7 +153,7 @@ class TopicFinder:
         """The topic a clarifying question's button names ("我想了解：<title>"), or None."""
         return chosen_topic(text, self.settings, self._titles)
 
-    def buttons(self, topics: Sequence[str], guidance: Mapping[str, Guidance]) -> list[dict[str, str]]:
+    def buttons(self, topics: Sequence[str], guidance: Mapping[str, Answer]) -> list[dict[str, str]]:
         """The clarifying question's buttons: each topic by its title, then a person."""
         choice = [
             {"title": guidance[t].title, "payload": f"{self.settings.choice_prefix}{guidance[t].title}"}
@@ -116,6 +165,12 @@ class TopicFinder:
 
 def load_settings(path: Path = SETTINGS_FILE) -> FindingSettings:
     return FindingSettings.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def load_outside_questions(path: Path = OUT_OF_FIELD_FILE) -> list[str]:
+    """Questions parents ask that are outside the line's field (data/guidance/_out_of_field.yml)."""
+    questions = yaml.safe_load(path.read_text(encoding="utf-8"))["questions"]
+    return [str(question) for question in questions]
 
 
 def chosen_topic(
@@ -137,10 +192,10 @@ def _shipped_settings() -> FindingSettings:
 
 @cache
 def _shipped_titles() -> dict[str, str]:
-    return {g.title: topic for topic, g in all_guidance().items()}
+    return {g.title: topic for topic, g in all_answers().items()}
 
 
 @cache
 def topic_finder() -> TopicFinder:
-    """The finder over the shipped guidance, built once per process."""
-    return TopicFinder(all_guidance(), _shipped_settings())
+    """The finder over the shipped guidance and referrals, built once per process."""
+    return TopicFinder(all_answers(), _shipped_settings(), load_outside_questions())

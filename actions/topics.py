@@ -4,7 +4,10 @@ A student's own words get the student reply (and, at yellow, the offer of a chec
 gets the guidance topic found for their own words by searching the guidance (actions/topic_finder.py),
 with the NLU's intent as a hint, or one clarifying question: the nearest topics and a person as buttons,
 the parent's choice coming back as choose_topic; a question near no topic gets the not-understood reply.
-For a parent the rules then offer a counsellor when the topic was found (`topic_found`).
+For a parent the rules then offer a counsellor when the topic was found (`topic_found`); a question the
+line cannot answer well itself (glasses, school registration, custody) is told who can (a referral, which
+names 转人工 itself); a question outside the line's field (a pet to buy, the parent's own marriage) gets the
+out-of-scope reply.
 
 Who is writing is never guessed from the NLU's intent (it confuses a student's and a parent's words about
 the same topic): a student whose words the NLU read as a parent's gets the student reply. When nobody has
@@ -22,8 +25,8 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
 from actions.checkin import offer_checkin_when_yellow
-from actions.guidance import all_guidance, routes, topic_of_intent
-from actions.store import record_audience
+from actions.guidance import Answer, Referral, all_answers, routes, topic_of_intent
+from actions.store import record_audience, record_handoff
 from actions.topic_finder import topic_finder
 from triage_protocols import Level, assess_intent
 
@@ -60,10 +63,14 @@ async def answer_parent(
         text, topic_of_intent(str(intent.get("name") or "")), float(intent.get("confidence") or 0.0)
     )
     topic = finder.chosen(text) or found.answer
+    answers = all_answers()
     events: list[dict[str, Any]] = []
+    if topic is None and found.outside:  # a pet to buy, the parent's own back: not ours, said kindly
+        dispatcher.utter_message(response="utter_out_of_scope")
+        return [SlotSet("topic_found", False)]
     if (audience or tracker.get_slot("audience")) is None:
-        if topic is not None and all_guidance()[topic].urgent:
-            XinqiaoAction.guidance(dispatcher, all_guidance()[topic])
+        if topic is not None and answers[topic].urgent:
+            await show(dispatcher, tracker, answers[topic])
             return [SlotSet("topic_found", True)]
         if not found.nearest:  # near nothing the guidance covers: whoever writes, not understood
             dispatcher.utter_message(response="utter_default")
@@ -73,15 +80,31 @@ async def answer_parent(
             return [SlotSet("topic_found", False)]
         events.append(SlotSet("audience", "parent"))
         await record_audience(tracker.sender_id, "parent")
-    if topic is not None:
-        XinqiaoAction.guidance(dispatcher, all_guidance()[topic])
-        return [*events, SlotSet("topic_found", True)]
+    if topic is not None:  # a referral names 转人工 itself: no counsellor offer after it
+        await show(dispatcher, tracker, answers[topic])
+        return [*events, SlotSet("topic_found", not isinstance(answers[topic], Referral))]
     if not found.nearest:  # near no topic at all; the slot may be set only by the events below
         dispatcher.utter_message(response="utter_parent_not_understood")
         return [*events, SlotSet("topic_found", False)]
     nearest = [name for name, _ in found.nearest]
-    dispatcher.utter_message(response="utter_ask_topic", buttons=finder.buttons(nearest, all_guidance()))
+    dispatcher.utter_message(response="utter_ask_topic", buttons=finder.buttons(nearest, answers))
     return [*events, SlotSet("topic_found", False)]
+
+
+async def show(dispatcher: CollectingDispatcher, tracker: Tracker, answer: Answer) -> None:
+    """A topic's guidance or a referral. An urgent topic's (a child nobody can find) comes with the
+    directory's numbers after it, so the writer can call at once, and opens an orange case about the
+    child, so a counsellor is paged to stand by them: never a child in danger left to a bot."""
+    XinqiaoAction.guidance(dispatcher, answer)
+    if answer.urgent:
+        XinqiaoAction.hotlines(dispatcher, "utter_hotlines")
+        await record_handoff(
+            tracker.sender_id,
+            reason=f"urgent_topic:{answer.topic}",
+            level="orange",
+            audience=tracker.get_slot("audience"),
+            subject="other",
+        )
 
 
 def without_topic_found(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,12 +4,14 @@
 
 Each question goes in a web chat session of its own opened as a parent (from an address of its own),
 through the real gateway, engine and action server. The file is tab-separated with a header:
-`inside` (yes: one of the topics the line had when the batch was written), `topic` (the guidance topic
-that answers it, data/guidance/<topic>.yml; a topic the line does not have yet counts as missed), `risk`
+`inside` (yes: one of the topics or referrals the line had when the batch was written), `topic` (the
+guidance topic that answers it, data/guidance/<topic>.yml, or the referral that says who can,
+data/guidance/referrals/<topic>.yml, or `referral_other` for a question outside the line's field, which
+the out-of-scope reply fits; one the line does not have yet counts as missed), `risk`
 (calm, follow_up: a sign a clinician would follow up, urgent: the child is in danger now), `text`.
 
 What counts, per question:
-- a fitting parent answer: a calm question gets the guidance of its topic; a follow_up one is offered a
+- a fitting parent answer: a calm question gets the guidance of its topic (or its referral); a follow_up one is offered a
   counsellor (or a case opens); an urgent one opens an orange or red case and shows the numbers;
 - or a good question back: the clarifying question whose buttons hold its topic;
 - wrong-audience replies: every reply written for a student (tests/support.py, `written_for`);
@@ -36,7 +38,7 @@ from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.guidance import all_guidance
+from actions.guidance import all_answers, all_guidance, all_referrals
 from benchmarks.common import benchmark_stack, table
 from benchmarks.live_path import shows_numbers, writer_address
 from benchmarks.triage_eval import percent
@@ -46,6 +48,8 @@ from records.roster import put_on_call
 from tests.support import variations, wrong_reader
 
 ROOT = Path(__file__).resolve().parent.parent
+# a question outside the line's field: the out-of-scope reply fits it
+OUT_OF_FIELD = "referral_other"
 BATCHES = sorted((ROOT / "tests" / "parents" / "data").glob("*.tsv"))
 CRISIS_RESPONSES = (
     "utter_crisis_red",
@@ -75,9 +79,11 @@ class Answered:
     counsellor: bool  # a counsellor was offered
     numbers: bool  # a number to call now was shown
     crisis: bool  # a crisis reply was given
+    outside: bool  # the out-of-scope reply was given
     case: str | None  # the level of the conversation's case
     wrong_audience: int  # replies written for a student
     screened: str | None = None  # the level the gateway's screen gave the question
+    first_reply: str = ""  # the beginning of the first reply (for --errors)
 
 
 def read(path: Path) -> list[Question]:
@@ -91,21 +97,22 @@ def read(path: Path) -> list[Question]:
 
 
 def titles() -> dict[str, str]:
-    """Each guidance topic's title line as a parent reads it (【title】) -> the topic."""
-    return {f"【{g.title}】": topic for topic, g in all_guidance().items()}
+    """Each guidance topic's or referral's title line as a parent reads it (【title】) -> its id."""
+    return {f"【{g.title}】": topic for topic, g in all_answers().items()}
 
 
 def classify(
     question: Question, replies: list[dict[str, Any]], case: str | None, screened: str | None = None
 ) -> Answered:
     by_title = titles()
-    by_button = {g.title: topic for topic, g in all_guidance().items()}
+    by_button = {g.title: topic for topic, g in all_answers().items()}
     texts = [reply["text"] for reply in replies]
     topics = tuple(by_title[t.split("\n", 1)[0]] for t in texts if t.split("\n", 1)[0] in by_title)
     offered = tuple(
         by_button[b["title"]] for reply in replies for b in reply.get("buttons") or [] if b["title"] in by_button
     )
     offers = variations("utter_offer_counsellor", "parent")
+    outside = variations("utter_out_of_scope", "parent")
     crisis_texts = set().union(*(variations(name, "parent") for name in CRISIS_RESPONSES))
     return Answered(
         question,
@@ -114,9 +121,11 @@ def classify(
         counsellor=any(t in offers for t in texts),
         numbers=shows_numbers(texts),
         crisis=any(t in crisis_texts for t in texts),
+        outside=any(t in outside for t in texts),
         case=case,
         wrong_audience=sum(wrong_reader(t, "parent") for t in texts),
         screened=screened,
+        first_reply=(texts[0] or "")[:24] if texts else "",
     )
 
 
@@ -130,7 +139,15 @@ def fitting(answer: Answered) -> bool:
         return answer.case in ("orange", "red") and answer.numbers
     if question.risk == "follow_up":
         return answer.counsellor or answer.case is not None
-    return answer.topics[:1] == (question.topic,) and not answer.crisis
+    return first_answer(answer) == question.topic and not answer.crisis
+
+
+def first_answer(answer: Answered) -> str | None:
+    """What the question was answered with first: a topic, a referral, `OUT_OF_FIELD` (the out-of-scope
+    reply), or None (a question back, not understood, the crisis path)."""
+    if answer.topics:
+        return answer.topics[0]
+    return OUT_OF_FIELD if answer.outside else None
 
 
 def asked_well(answer: Answered) -> bool:
@@ -172,7 +189,7 @@ def report(name: str, answers: list[Answered]) -> str:
         calm = [a for a in selected if a.question.risk == "calm"]
         below = [a for a in calm if a.screened not in escalating]
         return (
-            percent(sum(1 for a in calm if a.topics[:1] == (a.question.topic,)), len(calm)),
+            percent(sum(1 for a in calm if first_answer(a) == a.question.topic), len(calm)),
             percent(sum(1 for a in selected if fitting(a) or asked_well(a)), len(selected)),
             str(sum(a.wrong_audience for a in selected)),
             str(sum(1 for a in below if a.crisis or a.numbers or a.case is not None)),
@@ -194,8 +211,13 @@ def report(name: str, answers: list[Answered]) -> str:
         "calm, screened below orange: crisis text, numbers or a case (goal 0)",
         "calm by the writer, orange or red by the protocol",
     )
-    missing = Counter(a.question.topic for a in answers if a.question.topic not in all_guidance())
-    lines = [f"Parents on the live path: {name} ({len(answers)} questions, {len(all_guidance())} topics)"]
+    missing = Counter(
+        a.question.topic for a in answers if a.question.topic not in {*all_answers(), OUT_OF_FIELD}
+    )
+    lines = [
+        f"Parents on the live path: {name} ({len(answers)} questions, {len(all_guidance())} topics, "
+        f"{len(all_referrals())} referrals)"
+    ]
     lines.append(table(headers, rows))
     if missing:
         lines.append("Topics the line does not have: " + ", ".join(f"{t} ({n})" for t, n in missing.most_common()))
@@ -214,7 +236,7 @@ def compare_searches(questions: list[Question]) -> str:
     from actions.topic_finder import topic_finder
 
     jieba.setLogLevel(logging.WARNING)
-    guidance = all_guidance()
+    guidance = all_answers()
     topics = list(guidance)
     documents = [" ".join([g.title, *g.asked_as]) for g in guidance.values()]
 
@@ -263,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.errors:
                 for a in answers:
                     if not fitting(a) and not asked_well(a):
-                        got = ",".join(a.topics) or ("offered " + ",".join(a.offered) if a.offered else "-")
+                        got = first_answer(a) or ("offered " + ",".join(a.offered) if a.offered else "-")
                         print(f"  {a.question.risk:9} {a.question.topic:28} -> {got:28} case={a.case} "
                               f"screened={a.screened} crisis={a.crisis} wrong={a.wrong_audience}  "
-                              f"{a.question.text[:50]}")
+                              f"{a.question.text[:50]}  [{a.first_reply}]")
     return 0
 
 

@@ -58,8 +58,9 @@ def written_for() -> dict[str, str]:
     "either". A variation with an audience condition is for that audience; an unconditional one is for
     the other reader when the response also has a conditional one for a reader (the default is the
     other's wording), else for the reader its name says (utter_self_check_parent), else for the reader
-    its file is named for (responses_student.yml, responses_parent.yml), else for either. The parent guidance (data/guidance) is for a parent."""
-    from actions.guidance import all_guidance, sections
+    its file is named for (responses_student.yml, responses_parent.yml), else for either. The parent
+    guidance and the referrals (data/guidance) are for a parent."""
+    from actions.guidance import all_answers, sections
 
     readers: dict[str, str] = {}
     for path in sorted((ROOT / "bot" / "domain").glob("*.yml")):
@@ -81,7 +82,7 @@ def written_for() -> dict[str, str]:
                     by_name = next((r for r in ("student", "parent") if r in name.split("_")), None)
                     reader = by_name or FILE_READER.get(path.name, "either")
                 readers[variation["text"]] = reader
-    for guidance in all_guidance().values():
+    for guidance in all_answers().values():
         for text in guidance.messages(sections()):
             readers[text] = "parent"
     return readers

@@ -97,13 +97,13 @@ def test_human_handoff_phrases_are_taught() -> None:
 
 def test_every_guidance_topic_can_be_chosen_by_its_button() -> None:
     """The clarifying question's buttons send "我想了解：<title>" (data/guidance/_finding.yml): the NLU has
-    seen each title that way, so a new topic comes with its line in data/nlu/parent.yml."""
-    from actions.guidance import all_guidance
+    seen each title that way, so a new topic or referral comes with its line in data/nlu/parent.yml."""
+    from actions.guidance import all_answers
     from actions.topic_finder import load_settings
 
     prefix = load_settings().choice_prefix
     chosen = set(TRAINING["choose_topic"])
-    missing = sorted(g.title for g in all_guidance().values() if f"{prefix}{g.title}" not in chosen)
+    missing = sorted(g.title for g in all_answers().values() if f"{prefix}{g.title}" not in chosen)
     assert missing == []
 
 

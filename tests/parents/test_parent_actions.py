@@ -9,13 +9,15 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
-from actions.guidance import all_guidance, sections
+from actions.guidance import all_guidance, all_referrals, sections
 from actions.audience import ActionRememberAudience
 from actions.topics import ActionParentTopic, ActionTopicReply
+from actions.unsure import ActionMisread, ActionServiceQuestion
 from actions.topic_finder import load_settings
 from records import messages
 from records.db import with_session
-from records.models import Conversation
+from records.models import Case, Conversation
+from triage_protocols.directory import hotline_list
 from tests.unit.dispatched import response, text
 
 
@@ -65,6 +67,25 @@ async def test_the_chosen_button_is_answered(domain: dict[str, Any]) -> None:
     said = load_settings().choice_prefix + all_guidance()["lying_stealing"].title
     messages, events = await run(ActionParentTopic(), tracker(said, "choose_topic", 0.99), domain)
     assert (messages, events) == (guidance("lying_stealing"), [SlotSet("topic_found", True)])
+
+
+async def test_a_question_the_line_cannot_answer_is_told_who_can_without_a_counsellor_offer(
+    domain: dict[str, Any],
+) -> None:
+    # glasses are a doctor's question: not phone overuse's guidance, not "not understood"; the referral
+    # names 转人工 itself, so the rules offer no counsellor after it (topic_found false)
+    said = "孩子近视三百度了，要不要给他配眼镜，还是先点药水"
+    messages, events = await run(ActionParentTopic(), tracker(said, "parent_phone_overuse", 0.62), domain)
+    referral = all_referrals()["referral_health"]
+    assert (messages, events) == ([text(t) for t in referral.messages(sections())], [SlotSet("topic_found", False)])
+    assert "转人工" in messages[0]["text"]
+
+
+async def test_a_question_outside_the_lines_field_gets_the_out_of_scope_reply(domain: dict[str, Any]) -> None:
+    # a phone to buy is not phone overuse, however sure the NLU is
+    said = "想给儿子买个手机，华为和小米哪个好"
+    messages, events = await run(ActionParentTopic(), tracker(said, "parent_phone_overuse", 0.95), domain)
+    assert (messages, events) == ([response("utter_out_of_scope")], [SlotSet("topic_found", False)])
 
 
 async def test_a_question_near_no_topic_is_not_understood(domain: dict[str, Any]) -> None:
@@ -165,10 +186,27 @@ async def test_an_introduction_with_a_question_gets_both_answered(domain: dict[s
     assert events[0] == SlotSet("audience", "student") and messages_[0] == response("utter_exam_stress")
 
 
-async def test_a_child_nobody_can_find_is_answered_whoever_writes(domain: dict[str, Any]) -> None:
-    said = tracker("都晚上十点了还没到家，电话手表也关机了，同学都说不知道去哪了", "out_of_scope", 0.5, audience=None)
+async def test_a_child_nobody_can_find_is_answered_whoever_writes_and_a_counsellor_is_paged(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    async def opened(session: Any) -> str:
+        return (await messages.create_conversation(session, "webchat")).id
+
+    conversation = await with_session(recorded, opened)
+    said = tracker(
+        "都晚上十点了还没到家，电话手表也关机了，同学都说不知道去哪了", "out_of_scope", 0.5, audience=None, sender=conversation
+    )
     messages_, events = await run(ActionParentTopic(), said, domain)
-    assert (messages_, events) == (guidance("missing_child"), [SlotSet("topic_found", True)])
+    # the steps for now, then the numbers to call from the directory
+    numbers = response("utter_hotlines", hotline_list=hotline_list())
+    assert (messages_, events) == ([*guidance("missing_child"), numbers], [SlotSet("topic_found", True)])
+
+    async def case(session: Any) -> tuple[str, str] | None:
+        found = (await session.execute(select(Case.level, Case.subject).where(Case.conversation_id == conversation))).first()
+        return None if found is None else (str(found[0]), str(found[1]))
+
+    # an orange case about the child (not the writer), so the on-call counsellor is paged
+    assert await with_session(recorded, case) == ("orange", "other")
 
 
 async def test_a_message_near_nothing_from_a_writer_nobody_named_is_not_understood(domain: dict[str, Any]) -> None:
@@ -192,3 +230,43 @@ async def test_a_students_tie_between_the_student_and_parent_intent_of_one_topic
     assert (await run(ActionTopicReply(), unrelated, domain))[0] == [response("utter_default")]
     crisis = _fallback("……", [("parent_child_self_harm", 0.33), ("self_harm", 0.31)])
     assert (await run(ActionTopicReply(), crisis, domain))[0] == [response("utter_default")]
+
+
+def service_tracker(said: str, intent: str, confidence: float, audience: str | None, utter_action: str) -> Tracker:
+    given = tracker(said, intent, confidence, audience=audience)
+    state = given.current_state()
+    state["latest_message"] = {
+        **state["latest_message"],
+        "response_selector": {"default": {"response": {"utter_action": utter_action, "confidence": 0.9}}},
+    }
+    return Tracker.from_dict(state)
+
+
+async def test_a_parents_question_the_nlu_took_unsurely_for_a_service_question_goes_to_the_search(
+    domain: dict[str, Any],
+) -> None:
+    # 抚养费 was answered 在心桥聊天是免费的: the NLU's faq at 0.30; a legal question is referred
+    said = service_tracker("抚养费一个月给多少合适，法律上是按工资的百分之几算", "faq", 0.30, "parent", "utter_faq/cost")
+    messages, events = await run(ActionServiceQuestion(), said, domain)
+    referral = all_referrals()["referral_legal"]
+    assert (messages, events) == ([text(t) for t in referral.messages(sections())], [])
+
+
+async def test_a_sure_service_question_and_a_students_get_the_chosen_reply(domain: dict[str, Any]) -> None:
+    sure = service_tracker("家长咨询需要付费吗", "faq", 0.99, "parent", "utter_faq/cost")
+    assert await run(ActionServiceQuestion(), sure, domain) == ([response("utter_faq/cost")], [])
+    student = service_tracker("抚养费一个月给多少合适", "faq", 0.30, "student", "utter_faq/cost")
+    assert await run(ActionServiceQuestion(), student, domain) == ([response("utter_faq/cost")], [])
+    bot = tracker("你是机器人吗", "bot_challenge", 0.95, audience="parent")
+    assert await run(ActionServiceQuestion(), bot, domain) == ([response("utter_bot_challenge")], [])
+
+
+async def test_a_misread_crisis_intent_sends_a_parent_to_the_search_and_a_student_to_not_understood(
+    domain: dict[str, Any],
+) -> None:
+    # 前妻要把孩子带去外省 was read as parent_child_self_harm; the gate found no risk
+    parent = tracker("前妻要把孩子带去外省生活，我不同意，法律上她能这么做吗", "parent_child_self_harm", 0.64)
+    messages, _ = await run(ActionMisread(), parent, domain)
+    assert messages and messages[0]["response"] != "utter_default"
+    student = tracker("笑死我了", "suicidal_thoughts", 0.7, audience="student")
+    assert await run(ActionMisread(), student, domain) == ([response("utter_default")], [])

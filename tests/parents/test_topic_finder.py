@@ -7,10 +7,12 @@ import re
 
 import pytest
 
-from actions.guidance import all_guidance, sections, topic_of_intent
-from actions.topic_finder import FindingSettings, TopicFinder, load_settings, topic_finder
+from actions.guidance import all_answers, all_guidance, all_referrals, sections, topic_of_intent
+from actions.topic_finder import FindingSettings, TopicFinder, load_outside_questions, load_settings, topic_finder
 
 TOPICS = sorted(all_guidance())
+REFERRALS = sorted(all_referrals())
+PHONE_NUMBER = re.compile(r"(?<!\d)(?:110|119|120|12348|12355|12356|400\d*)(?!\d)")
 
 
 def test_the_line_has_at_least_thirty_topics_with_the_seeds() -> None:
@@ -26,12 +28,51 @@ def test_every_topic_is_in_four_parts_with_its_sources_and_no_phone_number(topic
     assert guidance.sources and guidance.asked_as
     # the numbers to call come from the directory, never typed into a topic
     words = " ".join([guidance.what_is_happening, *guidance.this_week, *guidance.avoid, guidance.get_help])
-    assert not re.search(r"(?<!\d)(?:110|119|120|12355|12356|400\d*)(?!\d)", words)
+    assert not PHONE_NUMBER.search(words)
 
 
-@pytest.mark.parametrize("topic", TOPICS)
-def test_every_topic_is_found_by_its_own_title(topic: str) -> None:
-    assert topic_finder().rank(all_guidance()[topic].title)[0][0] == topic
+@pytest.mark.parametrize("referral", REFERRALS)
+def test_every_referral_says_who_can_answer_in_one_message_without_a_phone_number(referral: str) -> None:
+    [message] = all_referrals()[referral].messages(sections())
+    assert message.startswith(f"【{all_referrals()[referral].title}】") and sections().referral_closing in message
+    assert not PHONE_NUMBER.search(message)
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, *REFERRALS])
+def test_no_space_between_chinese_words(topic: str) -> None:
+    # a YAML folded block (>-) joins its lines with a space, which in Chinese reads as a stray gap
+    for message in all_answers()[topic].messages(sections()):
+        assert not re.search(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef] +[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]", message)
+
+
+@pytest.mark.parametrize("topic", [*TOPICS, *REFERRALS])
+def test_every_topic_and_referral_is_found_by_its_own_title(topic: str) -> None:
+    assert topic_finder().rank(all_answers()[topic].title)[0][0] == topic
+
+
+@pytest.mark.parametrize(
+    ("question", "referral"),
+    [
+        ("孩子近视了要不要戴眼镜", "referral_health"),
+        ("一年级入学登记要带户口本和房产证吗", "referral_school_affairs"),
+        ("离婚后孩子他爸一直不给抚养费", "referral_legal"),
+    ],
+)
+def test_a_question_the_line_cannot_answer_well_finds_who_can(question: str, referral: str) -> None:
+    assert topic_finder().find(question).answer == referral
+
+
+def test_a_question_between_a_topic_and_a_referral_is_asked_about_with_both() -> None:
+    # a migrant family's paperwork: the school's rules (a referral) or settling in (a topic)?
+    found = topic_finder().find("我们外地户口，孩子在这边读小学要什么材料")
+    assert found.answer is None
+    assert {"referral_school_affairs", "migrant_family"} <= {topic for topic, _ in found.nearest}
+
+
+def test_a_guidance_topic_and_a_referral_never_share_an_id_or_a_title() -> None:
+    answers = all_answers()
+    assert len(answers) == len(TOPICS) + len(REFERRALS)
+    assert len({a.title for a in answers.values()}) == len(answers)
 
 
 def test_a_question_clearly_about_one_topic_is_answered_with_it() -> None:
@@ -81,7 +122,22 @@ def test_the_buttons_are_the_topics_titles_then_a_person() -> None:
 
 def test_a_stricter_setting_asks_more_often() -> None:
     strict = FindingSettings.model_validate({**load_settings().model_dump(), "answer_when_ahead_by": 50.0})
-    assert TopicFinder(all_guidance(), strict).find("孩子爷爷上个月去世了，他老问人死了会去哪里").answer is None
+    finder = TopicFinder(all_guidance(), strict, load_outside_questions())
+    assert finder.find("孩子爷爷上个月去世了，他老问人死了会去哪里").answer is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["想给儿子买个手机，华为和小米哪个好", "我自己最近腰疼得厉害，贴膏药有用吗", "家里想养只猫，什么品种好"],
+)
+def test_a_question_outside_the_lines_field_is_said_to_be_outside_not_given_the_nearest_topic(question: str) -> None:
+    found = topic_finder().find(question, "parent_phone_overuse", 0.95)
+    assert found.outside and found.answer is None
+
+
+def test_a_child_nobody_can_find_is_never_outside_the_field() -> None:
+    found = topic_finder().find("孩子放学到现在还没回家，电话也打不通", "out_of_scope", 0.9)
+    assert found.answer == "missing_child" and not found.outside
 
 
 def test_every_parent_intent_names_its_topic() -> None:

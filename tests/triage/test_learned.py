@@ -274,3 +274,17 @@ def test_an_invalid_grey_band_does_not_load(protocol_copy: Path, unsure: dict[st
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ProtocolError):
         load_protocol(protocol_copy)
+
+
+def test_the_screen_trains_on_the_listed_calm_guidance_topics_only() -> None:
+    # a topic joins the screen's training on purpose (data/risk_corpus/guidance_topics.yml), never by
+    # being written for parents; a topic that may describe a child at risk is never calm
+    from triage_protocols.learned.corpus import GUIDANCE, GUIDANCE_TOPICS, parent_questions
+
+    listed = set(yaml.safe_load(GUIDANCE_TOPICS.read_text(encoding="utf-8"))["topics"])
+    files = {path.stem: yaml.safe_load(path.read_text(encoding="utf-8")) for path in GUIDANCE.glob("[!_]*.yml")}
+    assert listed <= set(files)
+    assert not any(files[topic].get("may_describe_risk") for topic in listed)
+    trained = {row.source.removeprefix("guidance:") for row in parent_questions(load_protocol())}
+    assert trained == listed
+    assert "pocket_money" in files and "pocket_money" not in trained

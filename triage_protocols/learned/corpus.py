@@ -25,8 +25,10 @@ Everything is read from files in the repository, so a fresh clone trains without
   are never trained on: they measure calm conversation.
 - `data/guidance/*.yml`, `asked_as`: how parents ask about each family-education topic (written for the
   guidance by helpers who saw only the topics' titles), as calm parent questions: without them the model
-  took 孩子偷拿钱 or 抽动症 for a child at risk. Never the topics that may describe a child at risk
-  (`may_describe_risk`), nor a phrasing the lexicon puts at orange or above.
+  took 孩子偷拿钱 or 抽动症 for a child at risk. Only the topics listed in
+  `data/risk_corpus/guidance_topics.yml` (added on purpose, once the retrained screen is re-validated;
+  see that file), never the topics that may describe a child at risk (`may_describe_risk`), nor a
+  phrasing the lexicon puts at orange or above.
 - the examples embedded in the protocol files (`rules.yml`, `signals/*.yml`, `modifiers.yml` …), which
   carry the everyday traps (笑死, 死机, 《活着》) the lexicon was taught; `learned.yml`'s own examples are not
   trained on, so they stay a check of the model.
@@ -51,6 +53,7 @@ OWN_LABELLED = ROOT / "tests" / "triage" / "data" / "own_labelled.tsv"
 EVERYDAY = ROOT / "data" / "risk_corpus" / "everyday" / "everyday.tsv"
 WRITTEN = ROOT / "data" / "risk_corpus" / "written"
 GUIDANCE = ROOT / "data" / "guidance"
+GUIDANCE_TOPICS = ROOT / "data" / "risk_corpus" / "guidance_topics.yml"
 NLU = ROOT / "data" / "nlu"
 # Rasa's annotations inside an example: [孩子](who) or [孩子]{"entity": "who"} -> 孩子
 _ENTITY = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
@@ -140,18 +143,19 @@ def nlu_examples(protocol: Protocol, folder: Path = NLU) -> list[Row]:
     return rows
 
 
-def parent_questions(protocol: Protocol, folder: Path = GUIDANCE) -> list[Row]:
-    """How parents ask about the guidance topics that describe no risk, as calm parent questions (the
-    lexicon's reading of each is checked, so a phrasing of risk is never taught as calm)."""
+def parent_questions(protocol: Protocol, folder: Path = GUIDANCE, listed: Path = GUIDANCE_TOPICS) -> list[Row]:
+    """How parents ask about the listed guidance topics that describe no risk, as calm parent questions
+    (the lexicon's reading of each is checked, so a phrasing of risk is never taught as calm)."""
     import yaml
 
     from triage_protocols.engine import Screener
     from triage_protocols.learned.model import Loaded
 
     lexicon = Screener(protocol, Loaded.off())
+    topics = set(yaml.safe_load(listed.read_text(encoding="utf-8"))["topics"])
     rows = []
     for path in sorted(folder.glob("*.yml")):
-        if path.name.startswith("_"):
+        if path.name.startswith("_") or path.stem not in topics:
             continue
         topic = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if topic.get("may_describe_risk"):
