@@ -11,7 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.base import XinqiaoAction
 from actions.store import record_audience
 from actions.topic_finder import topic_finder
-from actions.topics import answer_parent, answer_student, without_topic_found
+from actions.topics import answer_parent, answer_student, offering_counsellor
 
 AUDIENCE_OF_INTENT = {"identify_student": "student", "identify_parent": "parent"}
 
@@ -67,14 +67,14 @@ class ActionRememberAudience(XinqiaoAction):
             dispatcher.utter_message(response="utter_ask_audience")
             return []
         if reading == "parent_question":  # answer_parent also remembers the parent
-            return without_topic_found(await answer_parent(dispatcher, tracker))
+            return offering_counsellor(await answer_parent(dispatcher, tracker))
         await record_audience(tracker.sender_id, claimed)
         remembered = SlotSet("audience", claimed)
         if reading == "introduction":
             dispatcher.utter_message(response=f"utter_audience_{claimed}_ack")
             return [remembered]
         if claimed == "parent":
-            return [remembered, *without_topic_found(await answer_parent(dispatcher, tracker, audience="parent"))]
+            return [remembered, *offering_counsellor(await answer_parent(dispatcher, tracker, audience="parent"))]
         topic = _next_student_topic(tracker, domain)
         if topic is None:
             dispatcher.utter_message(response="utter_audience_student_ack")

@@ -32,9 +32,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
-import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from actions.guidance import GUIDANCE_DIR, Answer, all_answers

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
@@ -107,9 +107,14 @@ async def show(dispatcher: CollectingDispatcher, tracker: Tracker, answer: Answe
         )
 
 
-def without_topic_found(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """answer_parent's events for a caller whose rules do not go on to offer a counsellor."""
-    return [event for event in events if event.get("name") != "topic_found"]
+def offering_counsellor(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """answer_parent's events for a caller whose rules do not go on to offer a counsellor (an introduction
+    with a question, a service question or a crisis intent misread): when a topic's guidance was given,
+    the offer follows as the next action, as after action_parent_topic, so a parent's 好的 reaches a person
+    by the same rule. A referral, a question back or the out-of-scope reply offers none."""
+    found = any(event.get("name") == "topic_found" and event.get("value") for event in events)
+    rest = [event for event in events if event.get("name") != "topic_found"]
+    return [*rest, FollowupAction("utter_offer_counsellor")] if found else rest
 
 
 def student_intent_of_a_tie(tracker: Tracker) -> str | None:
@@ -140,7 +145,7 @@ class ActionTopicReply(XinqiaoAction):
         text = str((tracker.latest_message or {}).get("text") or "")
         audience = self.audience_of(tracker)
         if audience == "parent" or (audience is None and topic_finder().about_own_child(text)):
-            return without_topic_found(await answer_parent(dispatcher, tracker))
+            return offering_counsellor(await answer_parent(dispatcher, tracker))
         intent = self.intent_of(tracker)
         if intent == "nlu_fallback":  # a student's message: the not-understood reply, unless a tie
             intent = student_intent_of_a_tie(tracker) or intent

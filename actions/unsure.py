@@ -18,7 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.base import XinqiaoAction
 from actions.topic_finder import topic_finder
-from actions.topics import answer_parent, without_topic_found
+from actions.topics import answer_parent, offering_counsellor
 
 # the NLU's intents whose reply is chosen by the response selector (bot/config.yml, one selector)
 RETRIEVAL_INTENTS = frozenset({"faq", "chitchat"})
@@ -48,7 +48,7 @@ class ActionServiceQuestion(XinqiaoAction):
     ) -> list[dict[str, Any]]:
         confidence = float(((tracker.latest_message or {}).get("intent") or {}).get("confidence") or 0.0)
         if self.audience_of(tracker) == "parent" and confidence < topic_finder().settings.service_confidence:
-            return without_topic_found(await answer_parent(dispatcher, tracker))
+            return offering_counsellor(await answer_parent(dispatcher, tracker))
         dispatcher.utter_message(response=selected_response(tracker))
         return []
 
@@ -64,6 +64,6 @@ class ActionMisread(XinqiaoAction):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[dict[str, Any]]:
         if self.audience_of(tracker) == "parent":
-            return without_topic_found(await answer_parent(dispatcher, tracker))
+            return offering_counsellor(await answer_parent(dispatcher, tracker))
         dispatcher.utter_message(response="utter_default")
         return []

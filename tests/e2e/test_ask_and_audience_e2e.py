@@ -137,9 +137,10 @@ def test_a_crisis_intent_the_screen_is_sure_is_calm_opens_nothing(stack: Stack) 
 class Chat:
     """One web chat user through the gateway, the session opened for a reader."""
 
-    def __init__(self, stack: Stack, audience: str = "student") -> None:
+    def __init__(self, stack: Stack, audience: str | None = "student") -> None:
         self.http = httpx.Client(base_url=stack.config.gateway_url, timeout=60)
-        self.session = self.http.post("/api/sessions", json={"audience": audience}).json()["session"]
+        body = {"audience": audience} if audience else {}
+        self.session = self.http.post("/api/sessions", json=body).json()["session"]
 
     def say(self, text: str) -> list[dict[str, Any]]:
         response = self.http.post(
@@ -193,3 +194,18 @@ def latest_conversation(stack: Stack) -> str:
         return await session.scalar(select(Message.conversation_id).order_by(Message.id.desc()).limit(1))
 
     return read(stack, found)
+
+
+def test_a_parent_who_says_so_with_a_question_gets_the_guidance_a_counsellors_offer_and_on_yes_a_person(
+    stack: Stack,
+) -> None:
+    # nobody said who writes; the parent says it in the same message as the question (action_remember_audience)
+    chat = Chat(stack, None)
+    replies = [r["text"] for r in chat.say("我是学生家长，想问问兄弟俩天天吵架争宠怎么办")]
+    assert replies[0].startswith("【兄弟姐妹吵架争宠】")
+    assert replies[-1] in variations("utter_offer_counsellor", "parent")
+    conversation = latest_conversation(stack)
+    answer = [r["text"] for r in chat.say("好的")]
+    assert answer[0] == next(iter(variations("utter_handoff", hotline_list=hotline_list())))
+    case = case_of(stack, conversation)
+    assert case is not None and "handoff_requested" in audit_actions(stack, conversation)

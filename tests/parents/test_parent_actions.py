@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
@@ -184,6 +184,16 @@ async def test_an_introduction_with_a_question_gets_both_answered(domain: dict[s
     )
     messages_, events = await run(ActionRememberAudience(), student, domain)
     assert events[0] == SlotSet("audience", "student") and messages_[0] == response("utter_exam_stress")
+
+
+async def test_a_parent_who_says_who_they_are_with_a_question_is_offered_a_counsellor_after_the_guidance(
+    domain: dict[str, Any], recorded: str
+) -> None:
+    said = "我是家长，孩子爷爷上个月去世了，他老问人死了会去哪里，我该怎么跟他说"
+    messages_, events = await run(ActionRememberAudience(), tracker(said, "identify_parent", audience=None), domain)
+    assert messages_ == guidance("bereavement")
+    # the offer follows as the next action, so the parent's 好的 reaches a person by the offer's rule
+    assert events == [SlotSet("audience", "parent"), FollowupAction("utter_offer_counsellor")]
 
 
 async def test_a_child_nobody_can_find_is_answered_whoever_writes_and_a_counsellor_is_paged(

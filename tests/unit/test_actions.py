@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import store
@@ -51,7 +51,8 @@ async def test_a_student_topic_gets_the_student_reply(domain: dict[str, Any]) ->
 
 async def test_a_parent_topic_gets_the_guidance_file(domain: dict[str, Any]) -> None:
     messages, events = await run(ActionTopicReply(), "parent_exam_stress", domain)
-    assert (messages, events) == (guidance_texts("exam_stress"), [])
+    # the guidance, then the offer of a counsellor, as after action_parent_topic
+    assert (messages, events) == (guidance_texts("exam_stress"), [FollowupAction("utter_offer_counsellor")])
 
 
 async def test_a_parent_in_a_students_words_still_gets_parent_guidance(domain: dict[str, Any]) -> None:
