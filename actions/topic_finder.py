@@ -109,9 +109,23 @@ class TopicFinder:
         of the guidance and referrals (cosine, `out_of_field_neighbours` of each). Nearest neighbours
         rather than a classifier: on the development batches a logistic regression over the same n-grams
         took twice as many questions about school places or short sight for outside the field."""
+        return self._outside(self._column(text))
+
+    def rank(self, text: str) -> list[tuple[str, float]]:
+        """Every topic with its cosine score for the text, best first."""
+        return self._ranked(self._column(text))
+
+    def _column(self, text: str) -> Any:
+        """The text in the search's character n-grams, as a column: transformed once per question."""
+        return self._vectorizer.transform([text]).T
+
+    def _ranked(self, question: Any) -> list[tuple[str, float]]:
+        scores = (self._matrix @ question).toarray().ravel()
+        return sorted(zip(self._topics, (float(s) for s in scores), strict=True), key=lambda pair: -pair[1])
+
+    def _outside(self, question: Any) -> bool:
         if self._outside_questions.shape[0] == 0:
             return False
-        question = self._vectorizer.transform([text]).T
         k = self.settings.out_of_field_neighbours
 
         def nearness(matrix: Any) -> float:
@@ -121,21 +135,17 @@ class TopicFinder:
         outside = nearness(self._outside_questions)
         return outside > 0 and outside >= nearness(self._inside_questions)
 
-    def rank(self, text: str) -> list[tuple[str, float]]:
-        """Every topic with its cosine score for the text, best first."""
-        scores = (self._matrix @ self._vectorizer.transform([text]).T).toarray().ravel()
-        return sorted(zip(self._topics, (float(s) for s in scores), strict=True), key=lambda pair: -pair[1])
-
     def find(self, text: str, nlu_topic: str | None = None, nlu_confidence: float = 0.0) -> Found:
         """The topic that answers the text, or None when a clarifying question is due (see the module)."""
-        ranked = self.rank(text)
+        question = self._column(text)
+        ranked = self._ranked(question)
         nearest = tuple(ranked[: self.settings.nearest])
         near_topics = [topic for topic, _ in nearest]
         (best, first), (_, second) = ranked[0], ranked[1]
         ahead = first > 0 and first >= self.settings.answer_when_ahead_by * second
         if ahead and best in self._urgent and first >= self.settings.min_score:  # never "not ours"
             return Found(best, nearest)
-        if self.outside_field(text):  # a recipe, a fund, a phone to buy: near no topic, or wrongly near one
+        if self._outside(question):  # a recipe, a fund, a phone to buy: near no topic, or wrongly near one
             return Found(None, nearest, outside=True)
         if first < self.settings.min_score:
             return Found(None, ())
