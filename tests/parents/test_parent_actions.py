@@ -43,6 +43,15 @@ async def run(action: Any, given: Tracker, domain: dict[str, Any]) -> tuple[list
     return dispatcher.messages, events
 
 
+async def new_conversation(database: str) -> str:
+    """A web chat conversation in the store of record, for an action that writes to it."""
+
+    async def opened(session: Any) -> str:
+        return (await messages.create_conversation(session, "webchat")).id
+
+    return await with_session(database, opened)
+
+
 def guidance(topic: str) -> list[dict[str, Any]]:
     return [text(t) for t in all_guidance()[topic].messages(sections())]
 
@@ -101,10 +110,7 @@ async def test_nobody_said_who_writes_so_one_kind_question(domain: dict[str, Any
 
 
 async def test_a_writer_who_names_their_own_child_is_a_parent(domain: dict[str, Any], recorded: str) -> None:
-    async def opened(session: Any) -> str:
-        return (await messages.create_conversation(session, "webchat")).id
-
-    conversation = await with_session(recorded, opened)
+    conversation = await new_conversation(recorded)
     said = tracker("我儿子的爷爷上个月去世了，他老问人死了会去哪里", "parent_divorce", 0.9, audience=None, sender=conversation)
     messages_, events = await run(ActionParentTopic(), said, domain)
     assert messages_ == guidance("bereavement")
@@ -117,10 +123,7 @@ async def test_a_writer_who_names_their_own_child_is_a_parent(domain: dict[str, 
 
 
 async def test_the_audience_a_person_states_is_kept_for_the_gateway(domain: dict[str, Any], recorded: str) -> None:
-    async def opened(session: Any) -> str:
-        return (await messages.create_conversation(session, "webchat")).id
-
-    conversation = await with_session(recorded, opened)
+    conversation = await new_conversation(recorded)
     said = tracker("我是家长", "identify_parent", audience="student", sender=conversation)
     messages_, events = await run(ActionRememberAudience(), said, domain)  # a short introduction: at its word
     assert (messages_, events) == ([response("utter_audience_parent_ack")], [SlotSet("audience", "parent")])
@@ -156,10 +159,7 @@ async def test_a_long_message_that_contradicts_who_writes_changes_nobody_unasked
 async def test_a_long_introduction_of_unknown_audience_that_names_the_writers_child_is_a_parents(
     domain: dict[str, Any], recorded: str
 ) -> None:
-    async def opened(session: Any) -> str:
-        return (await messages.create_conversation(session, "webchat")).id
-
-    conversation = await with_session(recorded, opened)
+    conversation = await new_conversation(recorded)
     said = tracker(SIBLINGS, "identify_student", audience=None, sender=conversation)
     _, events = await run(ActionRememberAudience(), said, domain)
     assert SlotSet("audience", "parent") in events
@@ -199,10 +199,7 @@ async def test_a_parent_who_says_who_they_are_with_a_question_is_offered_a_couns
 async def test_a_child_nobody_can_find_is_answered_whoever_writes_and_a_counsellor_is_paged(
     domain: dict[str, Any], recorded: str
 ) -> None:
-    async def opened(session: Any) -> str:
-        return (await messages.create_conversation(session, "webchat")).id
-
-    conversation = await with_session(recorded, opened)
+    conversation = await new_conversation(recorded)
     said = tracker(
         "都晚上十点了还没到家，电话手表也关机了，同学都说不知道去哪了", "out_of_scope", 0.5, audience=None, sender=conversation
     )
